@@ -1,0 +1,1 @@
+"""InstructCoder study utilities."""

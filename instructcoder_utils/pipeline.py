@@ -1,0 +1,189 @@
+"""The runner: executes the six notebooks in order with papermill and records the run.
+
+Each stage's notebook writes only under ``outputs/<profile>/<stage>/`` and reads only earlier stages.
+A stage is skipped on a re-run when its key (profile hash + notebook + package source + the keys of
+the stages before it) is unchanged and its completion marker is present; ``--force`` re-runs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import REPO_ROOT, STAGES, Profile, default_out_dir, load_profile, profile_path, stage_dir
+from .files import read_json, write_json
+from .repro import git_commit, package_versions, set_seed
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PACKAGE_DIR = Path(__file__).resolve().parent
+MARKER = ".stage.json"
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def notebook_for(stage: str) -> Path:
+    return NOTEBOOK_DIR / f"{stage}.ipynb"
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:16]
+
+
+def package_source_hash() -> str:
+    files = sorted(
+        p for p in PACKAGE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+    return _digest(*(str(p.relative_to(PACKAGE_DIR)).encode() + p.read_bytes() for p in files))
+
+
+def stage_key(stage: str, profile: Profile, upstream: str, src_hash: str) -> str:
+    return _digest(profile.hash().encode(), notebook_for(stage).read_bytes(), src_hash.encode(), upstream.encode())
+
+
+def is_complete(out_dir: Path, stage: str, key: str) -> bool:
+    marker = out_dir / stage / MARKER
+    try:
+        return read_json(marker).get("key") == key
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def start_stage(stage: str, profile: str, out_dir: str | None, overrides: dict | None) -> tuple[Profile, Path, Path]:
+    """What each notebook's first code cell calls: validate the profile, seed everything, make dirs.
+
+    Returns (profile, out_dir, this stage's dir).
+    """
+    cfg = load_profile(profile, overrides or {})
+    set_seed(cfg.seed)
+    out = Path(out_dir).resolve() if out_dir else default_out_dir(cfg)
+    sdir = stage_dir(out, stage)
+    print(f"[{stage}] profile={cfg.name} ({cfg.hash()}) out={out.name}/{stage}")
+    return cfg, out, sdir
+
+
+def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(
+            str(notebook_for(stage)),
+            str(nb_out),
+            parameters=params,
+            kernel_name="python3",
+            language="python",
+            cwd=str(NOTEBOOK_DIR),
+            progress_bar=sys.stderr.isatty(),
+            log_output=True,
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )
+    except PapermillExecutionError as exc:
+        raise StageFailed(
+            f"stage {stage} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}\n"
+            f"  executed notebook with the traceback: {nb_out}"
+        ) from None
+
+
+def _summary(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """outputs/<profile>/summary.json: dataset size, total time, base vs tuned pass@1 per set."""
+    summary: dict[str, Any] = {"profile": manifest["profile_name"], "total_seconds": manifest["total_seconds"]}
+    try:
+        report = read_json(out / "03_filtering" / "filter_report.json")
+        summary["dataset_size"] = report.get("final", report.get("splits"))
+    except FileNotFoundError:
+        summary["dataset_size"] = None
+    try:
+        summary["evaluation"] = read_json(out / "05_evaluation" / "scores.json").get("sets", {})
+    except FileNotFoundError:
+        summary["evaluation"] = {}
+    summary["report"] = "06_analysis/report.html" if (out / "06_analysis" / "report.html").is_file() else None
+    return summary
+
+
+def run(
+    profile: str,
+    out_dir: str | None = None,
+    only: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Run the stages; returns the manifest written to run.json. Raises ProfileError / StageFailed."""
+    cfg = load_profile(profile, overrides or {})
+    profile_file = str(profile_path(profile))
+    out = Path(out_dir).resolve() if out_dir else default_out_dir(cfg)
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    stages = [s for s in STAGES if notebook_for(s).is_file()]
+    if only:
+        unknown = [s for s in only if s not in STAGES and not any(s == x.split("_", 1)[1] for x in STAGES)]
+        if unknown:
+            raise ValueError(f"--only {', '.join(unknown)}: unknown stage; stages: {', '.join(STAGES)}")
+        wanted = {s for s in STAGES if s in only or s.split("_", 1)[1] in only}
+    else:
+        wanted = set(stages)
+    src_hash = package_source_hash()
+    t_start = time.time()
+    manifest: dict[str, Any] = {
+        "profile_name": cfg.name,
+        "profile_file": Path(profile_file).name,
+        "profile_hash": cfg.hash(),
+        "overrides": overrides or {},
+        "profile": cfg.model_dump(mode="json"),
+        "seed": cfg.seed,
+        "git_commit": git_commit(REPO_ROOT),
+        "package_source_hash": src_hash,
+        "packages": package_versions(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "stages": {},
+    }
+    run_json = out / "run.json"
+    upstream = ""
+    print(f"instructcoder run: profile {cfg.name} ({cfg.hash()}) -> {out}")
+    try:
+        for stage in stages:
+            key = stage_key(stage, cfg, upstream, src_hash)
+            upstream = key
+            entry: dict[str, Any] = {"key": key}
+            manifest["stages"][stage] = entry
+            if stage not in wanted:
+                entry["status"] = "not selected"
+                continue
+            if not force and is_complete(out, stage, key):
+                entry.update(status="skipped (unchanged)", seconds=read_json(out / stage / MARKER).get("seconds"))
+                print(f"[{stage}] unchanged since the last run: skipped (use --force to re-run)")
+                continue
+            (stage_dir(out, stage) / MARKER).unlink(missing_ok=True)
+            entry["status"] = "running"
+            write_json(run_json, manifest)
+            t0 = time.time()
+            print(f"[{stage}] running {notebook_for(stage).name} ...", flush=True)
+            params = {"profile": profile_file, "out_dir": str(out), "overrides": overrides or {}}
+            try:
+                _execute(stage, out / "notebooks" / notebook_for(stage).name, params)
+            except StageFailed:
+                entry.update(status="failed", seconds=round(time.time() - t0, 2))
+                raise
+            secs = round(time.time() - t0, 2)
+            entry.update(status="ok", seconds=secs)
+            write_json(out / stage / MARKER, {"key": key, "seconds": secs, "finished": time.time()})
+            print(f"[{stage}] done in {secs:.1f}s", flush=True)
+    finally:
+        manifest["total_seconds"] = round(time.time() - t_start, 2)
+        manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(run_json, manifest)
+    summary = _summary(out, manifest)
+    write_json(out / "summary.json", summary)
+    print(json.dumps(summary, indent=2))
+    if summary.get("report"):
+        print(f"report: {out / summary['report']}")
+    return manifest
