@@ -1,0 +1,132 @@
+"""Edit prompts shared by training (04) and evaluation (05): one template, one place.
+
+A template turns (instruction, input code) into the model's prompt text and an output program into
+the response the model is trained to write. The template name is part of every cache key, so a
+change here invalidates cached generations. The tuned model is always evaluated with the template
+it was trained on; the base model is scored with each of ``BASE_PROMPTS`` and keeps its best.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FENCE = "```"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    chat: bool  # rendered with the tokenizer's chat template
+    system: str | None
+    user: str  # format string with {instruction} and {input}
+    response: str  # format string with {output}
+    stop: tuple[str, ...]  # generation may stop at any of these (after the response starts)
+
+
+TEMPLATES: dict[str, Template] = {
+    # Chat template, code fenced, explicit reply format (best untuned prompt measured so far).
+    "chat_v1": Template(
+        name="chat_v1",
+        chat=True,
+        system=None,
+        user=(
+            "{instruction}\n\n```python\n{input}\n```\n\n"
+            "Reply with the complete edited code in one ```python block."
+        ),
+        response="```python\n{output}\n```",
+        stop=("\n```\n", "\n```<", "<|im_end|>"),
+    ),
+    # Chat template with a system role that describes the task.
+    "chat_system_v1": Template(
+        name="chat_system_v1",
+        chat=True,
+        system="You are an expert Python programmer. You edit code exactly as the user asks and "
+        "return the whole edited program.",
+        user="Instruction: {instruction}\n\nCode:\n```python\n{input}\n```",
+        response="```python\n{output}\n```",
+        stop=("\n```\n", "\n```<", "<|im_end|>"),
+    ),
+    # Plain instruction + code, no chat markup (the DESIGN's first baseline).
+    "plain_v1": Template(
+        name="plain_v1",
+        chat=False,
+        system=None,
+        user="{instruction}\n\n{input}\n\nEdited code:\n",
+        response="{output}\n",
+        stop=("\n\n\n",),
+    ),
+    # The paper's Alpaca prompt (instruction + input -> response).
+    "alpaca_v1": Template(
+        name="alpaca_v1",
+        chat=False,
+        system=None,
+        user=(
+            "Below is an instruction that describes a task, paired with an input that provides further "
+            "context. Write a response that appropriately completes the request.\n\n"
+            "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+        ),
+        response="{output}",
+        stop=("\n### ",),
+    ),
+}
+
+BASE_PROMPTS = ("chat_v1", "chat_system_v1", "plain_v1", "alpaca_v1")
+
+
+def get_template(name: str) -> Template:
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {name!r}; templates: {', '.join(TEMPLATES)}")
+    return TEMPLATES[name]
+
+
+def render_prompt(template: str | Template, instruction: str, input_code: str, tokenizer=None) -> str:
+    """The prompt text up to where the model starts its response."""
+    t = get_template(template) if isinstance(template, str) else template
+    user = t.user.format(instruction=instruction.strip(), input=input_code.rstrip("\n"))
+    if not t.chat:
+        return user
+    if tokenizer is None:
+        raise ValueError(f"template {t.name!r} needs the tokenizer's chat template")
+    messages = ([{"role": "system", "content": t.system}] if t.system else []) + [{"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def render_response(template: str | Template, output_code: str) -> str:
+    """The response text the model is trained to produce (EOS is appended by the trainer)."""
+    t = get_template(template) if isinstance(template, str) else template
+    return t.response.format(output=output_code.rstrip("\n"))
+
+
+_FENCED = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)(?:\n```|\Z)", re.S)
+
+
+def extract_code(reply: str) -> str:
+    """The edited program from a model reply: the longest fenced block, else the reply up to
+    trailing prose. Handles missing closing fences and chat end tokens."""
+    text = reply.replace("<|im_end|>", "").replace("<|endoftext|>", "")
+    blocks = [b for b in _FENCED.findall(text) if b.strip()]
+    if blocks:
+        return max(blocks, key=len).rstrip() + "\n"
+    # No fence: drop leading/trailing prose lines that are clearly not code.
+    lines = text.strip("\n").splitlines()
+    while lines and _is_prose(lines[-1]):
+        lines.pop()
+    while lines and _is_prose(lines[0]):
+        lines.pop(0)
+    return "\n".join(lines).rstrip() + "\n" if lines else ""
+
+
+def _is_prose(line: str) -> bool:
+    s = line.strip()
+    if not s:
+        return False
+    if s.startswith(("#", "@", "def ", "class ", "import ", "from ", "return", "if ", "for ", "while ")):
+        return False
+    words = s.split()
+    return (
+        len(words) >= 4
+        and s[0].isupper()
+        and not any(c in s for c in "=()[]{}:")
+        or s.endswith((":", ".")) and len(words) >= 4 and "(" not in s and "=" not in s
+    )

@@ -1,0 +1,78 @@
+"""Profiles: the shipped ones validate, and bad input gives one clear message naming file and key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from instructcoder_utils.config import ProfileError, available_profiles, load_profile, parse_set
+
+
+@pytest.mark.parametrize("name", ["smoke", "tiny", "paper"])
+def test_shipped_profiles_validate(name):
+    cfg = load_profile(name)
+    assert cfg.name == name
+    assert len(cfg.hash()) == 16
+
+
+def test_paper_profile_carries_the_papers_settings():
+    cfg = load_profile("paper")
+    t = cfg.training
+    assert (t.lora_r, t.learning_rate, t.epochs, t.max_length) == (16, 3e-4, 3, 1024)
+    assert t.batch_size * t.gradient_accumulation_steps == 128
+    assert set(t.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert cfg.seeds.source == "bigquery" and cfg.llm.provider == "openai"
+    assert cfg.generation.self_instruct.rouge_threshold == 0.7
+    assert cfg.filtering.minhash.threshold == 0.75
+
+
+def test_unknown_key_suggests_close_match():
+    with pytest.raises(ProfileError) as e:
+        load_profile("smoke", {"training": {"lora_rr": 4}})
+    msg = str(e.value)
+    assert "smoke.yaml" in msg and "training.lora_rr" in msg and "did you mean 'lora_r'" in msg
+
+
+def test_wrong_type_and_range():
+    with pytest.raises(ProfileError, match=r"training\.lora_r.*integer"):
+        load_profile("smoke", {"training": {"lora_r": "many"}})
+    with pytest.raises(ProfileError, match=r"training\.lora_dropout"):
+        load_profile("smoke", {"training": {"lora_dropout": 1.5}})
+    with pytest.raises(ProfileError, match=r"llm\.provider"):
+        load_profile("smoke", {"llm": {"provider": "magic"}})
+
+
+def test_missing_profile_lists_available(tmp_path):
+    with pytest.raises(ProfileError, match="file not found") as e:
+        load_profile("nonexistent")
+    assert "smoke" in str(e.value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: [1, 2\n")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        load_profile(str(bad))
+
+
+def test_profile_from_path_and_overrides(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("seed: 7\ntraining: {lora_r: 4}\n")
+    cfg = load_profile(str(p), parse_set(["training.lora_alpha=8", "evaluation.sets=[own]"]))
+    assert (cfg.name, cfg.seed, cfg.training.lora_r, cfg.training.lora_alpha) == ("mine", 7, 4, 8)
+    assert cfg.evaluation.sets == ["own"]
+    assert set(available_profiles()) >= {"smoke", "tiny", "paper"}
+
+
+def test_parse_set_rejects_malformed():
+    with pytest.raises(ProfileError, match="key.path=value"):
+        parse_set(["training.lora_r"])
+
+
+def test_cli_bad_profile_exits_2_without_traceback(repo_root):
+    r = subprocess.run(
+        [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--set", "training.lora_rr=4"],
+        capture_output=True, text=True, cwd=repo_root, timeout=120,
+    )
+    assert r.returncode == 2
+    assert "did you mean 'lora_r'" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,82 @@
+"""The runner: executes notebooks with papermill, records run.json, skips unchanged stages,
+and stops on a failing notebook naming the stage, the cell and the error."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from instructcoder_utils import pipeline
+from instructcoder_utils.files import read_json
+
+PARAMS = 'profile = "smoke"\nout_dir = None\noverrides = {}'
+
+
+def _nb(path, body: str) -> None:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = new_code_cell(PARAMS)
+    p.metadata["tags"] = ["parameters"]
+    setup = new_code_cell(
+        "from instructcoder_utils.pipeline import start_stage\n"
+        f"cfg, out, stage_out = start_stage({path.stem!r}, profile, out_dir, overrides)"
+    )
+    nb.cells = [p, setup, new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture()
+def fake_notebooks(tmp_path, monkeypatch):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    _nb(nbdir / "01_seeds.ipynb", "(stage_out / 'seeds.jsonl').write_text('{}\\n')\nprint('lora_r', cfg.training.lora_r)")
+    _nb(nbdir / "02_generation.ipynb", "assert (out / '01_seeds' / 'seeds.jsonl').exists()\nx = 1")
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", nbdir)
+    monkeypatch.setattr(pipeline, "package_source_hash", lambda: "fixed-source")  # isolate from edits elsewhere
+    return nbdir
+
+
+def test_run_records_manifest_and_skips_unchanged(fake_notebooks, tmp_path):
+    out = tmp_path / "out"
+    m = pipeline.run("smoke", out_dir=str(out), overrides={"training": {"lora_r": 4}})
+    assert [s["status"] for s in m["stages"].values()] == ["ok", "ok"]
+    run = read_json(out / "run.json")
+    assert run["profile"]["training"]["lora_r"] == 4 and run["seed"] == 1234
+    assert run["packages"]["torch"].startswith("2.13.0")
+    assert all(run["stages"][s]["seconds"] > 0 for s in ("01_seeds", "02_generation"))
+    assert (out / "notebooks" / "01_seeds.ipynb").is_file()
+    executed = nbformat.read(out / "notebooks" / "01_seeds.ipynb", as_version=4)
+    assert any("lora_r 4" in "".join(o.get("text", "") for o in c.get("outputs", [])) for c in executed.cells)
+    assert (out / "summary.json").is_file()
+
+    again = pipeline.run("smoke", out_dir=str(out), overrides={"training": {"lora_r": 4}})
+    assert all(s["status"].startswith("skipped") for s in again["stages"].values())
+    changed = pipeline.run("smoke", out_dir=str(out), overrides={"training": {"lora_r": 8}})
+    assert all(s["status"] == "ok" for s in changed["stages"].values())
+    forced = pipeline.run("smoke", out_dir=str(out), overrides={"training": {"lora_r": 8}}, only=["generation"],
+                          force=True)
+    assert forced["stages"]["01_seeds"]["status"] == "not selected"
+    assert forced["stages"]["02_generation"]["status"] == "ok"
+
+
+def test_failing_notebook_names_stage_cell_and_error(fake_notebooks, tmp_path):
+    _nb(fake_notebooks / "02_generation.ipynb", "raise RuntimeError('the model replied nonsense')")
+    out = tmp_path / "out"
+    with pytest.raises(pipeline.StageFailed) as e:
+        pipeline.run("smoke", out_dir=str(out))
+    msg = str(e.value)
+    assert "02_generation" in msg and "RuntimeError" in msg and "the model replied nonsense" in msg and "cell" in msg
+    run = read_json(out / "run.json")
+    assert run["stages"]["01_seeds"]["status"] == "ok"
+    assert run["stages"]["02_generation"]["status"] == "failed"
+    # a re-run resumes: the finished stage is skipped, the failed one runs again
+    _nb(fake_notebooks / "02_generation.ipynb", "y = 2")
+    m = pipeline.run("smoke", out_dir=str(out))
+    assert m["stages"]["01_seeds"]["status"].startswith("skipped")
+    assert m["stages"]["02_generation"]["status"] == "ok"
+
+
+def test_unknown_stage_is_a_clear_error(fake_notebooks, tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        pipeline.run("smoke", out_dir=str(tmp_path / "o"), only=["07_magic"])
