@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 
 # System packages the sandbox and the report test use (bubblewrap, chromium); best effort.
 sysdeps:
-	@if ! command -v bwrap >/dev/null || ! command -v chromium >/dev/null; then \
+	@if ! command -v bwrap >/dev/null || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium fonts-dejavu-core >/dev/null) \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap chromium chromium-driver fonts-dejavu-core >/dev/null) \
 	      || echo "note: could not install bubblewrap/chromium; the sandbox falls back to rlimits and the browser test is skipped"; \
 	  else echo "note: install bubblewrap and chromium for the full sandbox and the report test"; fi; \
 	fi

@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,51 +41,59 @@ class LLMConfig(Section):
     """Any OpenAI-compatible endpoint. ``provider: none`` means the offline defaults are used."""
 
     provider: Literal["none", "openai"] = "none"
-    base_url: str | None = None
+    base_url: str | None = Field(None, description="null = the OpenAI API; loopback servers need no key")
     model: str = "gpt-3.5-turbo"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = Field(16, ge=1, le=1024)
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
+    concurrency: int = Field(16, ge=1, le=1024, description="requests in flight at once")
     requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
-    max_retries: int = Field(6, ge=0, le=50)
+    tokens_per_minute: float | None = Field(None, gt=0, description="counts prompt + max_tokens per request")
+    max_retries: int = Field(6, ge=0, le=50, description="on 429/408/409/5xx, timeouts, dropped connections")
     backoff_base_s: float = Field(1.0, gt=0)
-    backoff_max_s: float = Field(60.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0, description="also caps how long a Retry-After is honoured")
     timeout_s: float = Field(120.0, gt=0)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(1024, ge=1)
-    budget_usd: float | None = Field(None, ge=0)
-    budget_tokens: int | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0, description="stop before this; earlier runs of the cache count")
+    budget_tokens: int | None = Field(None, ge=0, description="stop before this; earlier runs of the cache count")
     prices: Prices = Prices()
 
 
 # --------------------------------------------------------------------------- 01 seeds
 class SeedFilters(Section):
-    min_message_chars: int = Field(10, ge=0)
-    max_message_chars: int = Field(300, ge=1)
-    min_words: int = Field(2, ge=1)
-    max_words: int = Field(40, ge=1)
-    require_imperative: bool = True
-    reject_issue_refs: bool = True
-    reject_urls: bool = True
-    reject_merge_revert: bool = True
-    reject_bots: bool = True
-    min_code_tokens: int = Field(5, ge=0)
-    max_code_tokens: int = Field(2048, ge=1)
-    max_diff_ratio: float = Field(0.5, gt=0, le=1)
+    """CommitPackFT-style rules; message rules look at the subject line, the first that fails is counted."""
+
+    min_message_chars: int = Field(10, ge=0, description="shortest subject line kept (characters)")
+    max_message_chars: int = Field(300, ge=1, description="longest subject line kept (characters)")
+    min_words: int = Field(2, ge=1, description="fewest words in the subject line")
+    max_words: int = Field(40, ge=1, description="most words in the subject line")
+    require_imperative: bool = Field(True, description="first word must be a known verb (base form)")
+    reject_issue_refs: bool = Field(True, description="drop messages with #123, GH-1, ABC-12, 'fixes 12'")
+    reject_urls: bool = Field(True, description="drop messages with http(s):// or www.")
+    reject_merge_revert: bool = Field(True, description="drop 'Merge ...', 'Revert ...' messages")
+    reject_bots: bool = Field(True, description="drop commits by bot authors (dependabot, [bot], ...)")
+    min_code_tokens: int = Field(5, ge=0, description="fewest tokens in code before and after")
+    max_code_tokens: int = Field(2048, ge=1, description="most tokens in code before and after")
+    max_diff_ratio: float = Field(0.5, gt=0, le=1, description="changed lines / lines of before+after")
 
 
 class BigQueryConfig(Section):
-    project: str | None = None
-    maximum_bytes_billed: int = Field(50 * 10**9, ge=1)
-    limit: int = Field(1000, ge=1)
-    licenses: list[str] = ["mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "isc"]
+    """``seeds.source: bigquery``: the shipped SQL on bigquery-public-data.github_repos."""
+
+    project: str | None = Field(None, description="billing project; null = GOOGLE_CLOUD_PROJECT")
+    maximum_bytes_billed: int = Field(50 * 10**9, ge=1, description="dry-run estimate above this is refused")
+    limit: int = Field(1000, ge=1, description="most rows the query returns")
+    licenses: list[str] = Field(
+        default_factory=lambda: ["mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "isc"],
+        description="licence keys (github_repos.licenses) kept, local and BigQuery",
+    )
 
 
 class SeedsConfig(Section):
     source: Literal["git", "bigquery"] = "git"
-    repos: list[str] = Field(default_factory=lambda: ["."], description="git repositories to mine")
-    max_commits: int = Field(5000, ge=1)
-    max_file_bytes: int = Field(200_000, ge=1)
+    repos: list[str] = Field(default_factory=lambda: ["."], description="git repositories to mine (repo root = '.')")
+    max_commits: int = Field(5000, ge=1, description="newest commits read per repository")
+    max_file_bytes: int = Field(200_000, ge=1, description="larger blobs are skipped (too_large)")
+    allow_unknown_license: bool = Field(True, description="keep local repos without a recognised licence")
     clarify: Literal["auto", "llm", "rules"] = "auto"
     filters: SeedFilters = SeedFilters()
     bigquery: BigQueryConfig = BigQueryConfig()
@@ -93,11 +101,17 @@ class SeedsConfig(Section):
 
 # --------------------------------------------------------------------------- 02 generation
 class SynthConfig(Section):
+    """The procedural edit synthesizer (``instructcoder_utils.synth``): no LLM, every instance verified."""
+
     source_dirs: list[str] = Field(default_factory=lambda: ["stdlib"], description="'stdlib' or paths")
     kinds: list[str] | Literal["all"] = "all"
     max_instances: int = Field(2000, ge=1)
     max_per_kind: int | None = Field(None, ge=1)
-    max_function_lines: int = Field(60, ge=3)
+    max_function_lines: int = Field(40, ge=3, description="longest source function/class taken, in lines")
+    program_share: float = Field(
+        0.65, ge=0, le=1, description="share of instances from generated programs with execution-verified behaviour edits"
+    )
+    max_source_files: int | None = Field(None, ge=1, description="read at most this many source files (None: all)")
     workers: int = Field(2, ge=1)
 
 
@@ -110,17 +124,24 @@ class SelfInstructConfig(Section):
     max_rounds: int = Field(10, ge=1)
     rouge_threshold: float = Field(0.7, gt=0, le=1)
     temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1, description="per self-instruct reply")
     steer_intents: bool = True
+    intents: list[str] = Field(default_factory=list, description="edit intents to steer; empty = built-in 26")
+    min_seed_instructions: int = Field(8, ge=0, description="fewer seeds than this: add the built-in ones")
 
 
 class ScenarioConfig(Section):
     scenarios_per_instruction: int = Field(10, ge=1)
     instances_per_instruction: int = Field(1, ge=1)
-    temperature: float = Field(0.0, ge=0, le=2)
+    temperature: float = Field(0.0, ge=0, le=2, description="for both the scenario list and the code")
+    max_tokens: int = Field(1024, ge=1, description="per input/output code reply")
+    scenario_max_tokens: int = Field(256, ge=1, description="per scenario-list reply")
+    max_instructions: int | None = Field(None, ge=1, description="generate code for the first N new only")
 
 
 class GenerationConfig(Section):
     method: Literal["synth", "llm", "both"] = "synth"
+    include_seeds: bool = Field(True, description="seed tasks with code become instances (source: seed)")
     synth: SynthConfig = SynthConfig()
     self_instruct: SelfInstructConfig = SelfInstructConfig()
     scenarios: ScenarioConfig = ScenarioConfig()
@@ -135,15 +156,26 @@ class MinHashConfig(Section):
 
 class DecontamConfig(Section):
     enabled: bool = True
-    ngram: int = Field(10, ge=2)
-    threshold: float = Field(0.5, gt=0, le=1)
+    ngram: int = Field(10, ge=2, description="code n-gram size (normalized tokens)")
+    threshold: float = Field(0.5, gt=0, le=1, description="fraction of an instance's code n-grams in one task")
+    instruction_ngram: int = Field(6, ge=2, description="instruction word n-gram size")
+    instruction_threshold: float = Field(0.8, gt=0, le=1)
+    own_tasks: str = Field("instructcoder_utils/data/own_tasks.jsonl", description="used when the file exists")
 
 
 class FilteringConfig(Section):
     rouge_threshold: float = Field(0.7, gt=0, le=1)
     rouge_field: Literal["instruction"] = "instruction"
     min_instruction_words: int = Field(3, ge=1)
+    rouge_sources: list[str] | Literal["all"] = Field(
+        "all", description="sources whose instructions pass the ROUGE-L novelty rule ('synth' matches 'synth:*')"
+    )
     max_output_tokens: int | None = Field(None, ge=1, description="default: training.max_length")
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: [r"\bsorry\b", r"\bcannot\b", r"\bcan't\b", r"please provide", r"as an ai\b"],
+        description="regexes (case-insensitive) marking a refusal in the instruction or in non-code text",
+    )
+    check_syntax: bool = True
     minhash: MinHashConfig = MinHashConfig()
     decontamination: DecontamConfig = DecontamConfig()
     validation_fraction: float = Field(0.05, ge=0, lt=1)
@@ -154,29 +186,41 @@ class FilteringConfig(Section):
 
 # --------------------------------------------------------------------------- 04 training
 class SweepConfig(Section):
-    data_fractions: list[float] = Field(default_factory=list)
-    lora_ranks: list[int] = Field(default_factory=list)
+    """Extra training runs beside ``main``: nested data subsets and other LoRA ranks."""
+
+    data_fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=list, description="nested subsets of the training split, e.g. [0.1, 0.5, 1.0]"
+    )
+    lora_ranks: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default_factory=list)
 
 
 class TrainingConfig(Section):
+    """LoRA SFT (stage 04). Effective batch = batch_size x gradient_accumulation_steps x processes."""
+
     base_model: str = "builtin:smollm2-135m-instruct"
     prompt_template: str = "chat_v1"
     lora_r: int = Field(16, ge=1, le=1024)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
     learning_rate: float = Field(3e-4, gt=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; null = off")
     batch_size: int = Field(8, ge=1, description="per-device micro batch")
     gradient_accumulation_steps: int = Field(1, ge=1)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    max_length: int = Field(1024, ge=16)
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    max_length: int = Field(1024, ge=16, description="prompt + response + EOS; longer examples are dropped")
     max_train_examples: int | None = Field(None, ge=1)
+    max_eval_examples: int | None = Field(200, ge=1, description="validation examples used for val loss")
+    group_by_length: bool = True
     eval_every_steps: int = Field(50, ge=1)
     save_every_steps: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     threads: int | None = Field(None, ge=1)
@@ -186,8 +230,17 @@ class TrainingConfig(Section):
 
 # --------------------------------------------------------------------------- 05 evaluation
 class JudgeConfig(Section):
+    """The paper's GPT-4 evaluation: an LLM (``llm`` endpoint, ``model`` here) grades edits with a rubric
+    and compares base vs tuned pairwise, in both orders to cancel position bias."""
+
     enabled: bool = False
-    max_items: int | None = Field(None, ge=1)
+    model: str | None = Field(None, description="judge model; default: llm.model")
+    sets: list[Literal["editeval", "own", "test_split"]] = Field(
+        default_factory=lambda: ["test_split"], description="sets the judge grades (agreement with tests where they exist)"
+    )
+    pairwise: bool = True
+    max_items: int | None = Field(None, ge=1, description="judge at most N tasks per set")
+    max_tokens: int = Field(400, ge=16)
 
 
 class EvaluationConfig(Section):
@@ -196,14 +249,30 @@ class EvaluationConfig(Section):
     )
     editeval_path: str = "../shared/data/editeval/edit_eval.jsonl"
     limit: int | None = Field(None, ge=1, description="evaluate only the first N tasks of each set")
+    set_limits: dict[Literal["editeval", "own", "test_split"], int] = Field(
+        default_factory=dict, description="per-set cap on tasks (after limit), e.g. {test_split: 60}"
+    )
     batch_size: int = Field(8, ge=1)
     max_new_tokens: int = Field(512, ge=1)
-    n_samples: int = Field(1, ge=1)
+    new_tokens_factor: float = Field(1.5, gt=0, description="new tokens <= factor * input tokens + slack")
+    new_tokens_slack: int = Field(64, ge=0)
+    n_samples: int = Field(1, ge=1, description="samples per task (pass@k); 1 with temperature 0 = greedy")
     temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(0.95, gt=0, le=1)
+    dtype: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the device has it")
+    threads: int | None = Field(None, ge=1)
     base_prompts: list[str] = Field(default_factory=lambda: ["chat_v1"])
+    prompt_selection_set: Literal["own", "test_split"] = Field(
+        "own", description="the set the base model's best prompt is chosen on (never EditEval)"
+    )
+    all_prompts_on_all_sets: bool = Field(False, description="score every base prompt on every set")
+    eval_sweep_runs: bool = Field(False, description="also evaluate the non-main runs of runs.json")
+    sweep_sets: list[Literal["editeval", "own", "test_split"]] = Field(default_factory=lambda: ["own"])
+    check_references: bool = Field(True, description="execute the reference edits first (harness check)")
     timeout_s: float = Field(10.0, gt=0)
     workers: int = Field(2, ge=1)
-    api_models: list[str] = Field(default_factory=list)
+    api_models: list[str] = Field(default_factory=list, description="models at the llm endpoint to score too")
+    api_prompt: str = "chat_v1"
     judge: JudgeConfig = JudgeConfig()
 
 
