@@ -109,7 +109,7 @@ class SynthConfig(Section):
     max_per_kind: int | None = Field(None, ge=1)
     max_function_lines: int = Field(40, ge=3, description="longest source function/class taken, in lines")
     program_share: float = Field(
-        0.65, ge=0, le=1, description="share of instances from generated programs with execution-verified behaviour edits"
+        0.7, ge=0, le=1, description="share of instances from generated programs with execution-verified behaviour edits"
     )
     max_source_files: int | None = Field(None, ge=1, description="read at most this many source files (None: all)")
     workers: int = Field(2, ge=1)

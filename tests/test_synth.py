@@ -1,0 +1,159 @@
+"""The procedural edit synthesizer: every kind produces instances and every instance passes its check."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from instructcoder_utils.config import SynthConfig
+from instructcoder_utils.synth import KINDS, check_record, scenario_for, source_files, synthesize
+from instructcoder_utils.synth_kinds import STRUCT_EDITS
+from instructcoder_utils.synth_programs import (
+    FAMILIES,
+    PROGRAM_KINDS,
+    Aggregate,
+    make_program_instance,
+    run_checked,
+)
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.fixture(scope="module")
+def full_run():
+    """One realistic run over the whole standard library (the test module's one slow step)."""
+    return synthesize(SynthConfig(max_instances=2000, workers=2), seed=7)
+
+
+@pytest.mark.slow
+def test_every_kind_produces_verified_instances(full_run):
+    records, counts = full_run
+    assert len(records) == 2000
+    kinds = Counter(r["meta"]["kind"] for r in records)
+    missing_struct = [e.kind for e in STRUCT_EDITS if kinds[e.kind] == 0]
+    assert not missing_struct, f"structural kinds without instances: {missing_struct}"
+    assert len(kinds) >= 20
+    failures = [(r["meta"]["kind"], why) for r in records if (why := check_record(r))]
+    assert not failures, failures[:10]
+    for k, c in counts.items():
+        assert c["kept"] == kinds[k], k
+
+
+def test_every_program_kind_is_reachable_and_checked():
+    """Walk program indices until every behaviour kind has appeared; each instance re-checks."""
+    seen: dict[str, dict] = {}
+    for i in range(4000):
+        kind, inst, _ = make_program_instance(3, i)
+        if inst and kind not in seen:
+            seen[kind] = inst
+        if len(seen) == len(PROGRAM_KINDS):
+            break
+    assert set(seen) == set(PROGRAM_KINDS)
+    for kind, inst in seen.items():
+        rec = {"input": inst["input"], "output": inst["output"], "instruction": inst["instruction"],
+               "source": f"synth:{kind}", "meta": {**inst, "verified": "execution", "program_seed": 3,
+                                                    "program_index": int(inst["variant"].rsplit(":", 1)[1])}}
+        assert check_record(rec) is None, kind
+
+
+def test_records_shape_and_mix(full_run):
+    records, _ = full_run
+    assert len({r["id"] for r in records}) == len(records)
+    assert len({(r["input"], r["output"]) for r in records}) == len(records)
+    for r in records[:300]:
+        assert set(r) == {"id", "instruction", "input", "output", "scenario", "source", "meta"}
+        assert r["source"] == f"synth:{r['meta']['kind']}" and r["meta"]["kind"] in KINDS
+        assert isinstance(r["meta"]["behaviour_change"], bool) and r["meta"]["intent"] and r["meta"]["origin"]
+        assert r["scenario"] and r["input"].strip() != r["output"].strip()
+    share = sum(r["meta"]["behaviour_change"] for r in records) / len(records)
+    assert 0.4 <= share <= 0.8, share
+    # natural variety: many distinct opening verbs and scenarios, sizes from a few lines to dozens
+    verbs = Counter(r["instruction"].split()[0].strip("`").lower() for r in records)
+    assert len(verbs) >= 25, verbs.most_common(10)
+    assert len({r["scenario"] for r in records}) >= 25
+    sizes = [r["input"].count("\n") + 1 for r in records]
+    assert min(sizes) <= 6 and max(sizes) >= 30
+
+
+def test_no_editeval_task_is_copied(full_run, editeval_path):
+    records, _ = full_run
+    tasks = [json.loads(line) for line in editeval_path.read_text().splitlines() if line.strip()]
+    inputs = {"".join(t["input"].split()) for t in tasks}
+    instructions = {t["instruction"].strip().lower() for t in tasks}
+    assert not any("".join(r["input"].split()) in inputs for r in records)
+    assert not any(r["instruction"].strip().lower() in instructions for r in records)
+
+
+def test_deterministic_and_independent_of_workers():
+    dirs = [str(STDLIB / "json"), str(STDLIB / "email")]
+    cfg1 = SynthConfig(source_dirs=dirs, max_instances=150, workers=1, program_share=0.5)
+    cfg2 = SynthConfig(source_dirs=dirs, max_instances=150, workers=2, program_share=0.5)
+    a, ca = synthesize(cfg1, seed=11)
+    b, cb = synthesize(cfg2, seed=11)
+    assert a == b and ca == cb
+    c, _ = synthesize(cfg1, seed=12)
+    assert [r["id"] for r in a] != [r["id"] for r in c]
+
+
+def test_checker_rejects_wrong_instances(full_run):
+    records, _ = full_run
+    prog = next(r for r in records if r["meta"]["verified"] == "execution")
+    struct = next(r for r in records if r["meta"]["kind"] == "rename_function")
+    assert check_record({**prog, "output": prog["input"]}) == "unchanged"
+    assert check_record({**prog, "output": prog["output"] + "\nx = 1\n"}) == "not_reproducible"
+    assert check_record({**struct, "output": struct["output"] + "\n" + struct["meta"]["check"]["old"] + " = 1\n"}) == "check_failed"
+    assert check_record({**struct, "output": "def broken(:\n"}) == "syntax"
+
+
+def test_execution_check_catches_a_wrong_claim():
+    """A behaviour edit claimed as a refactoring (or vice versa) fails; so does code that disagrees with its reference."""
+    import random
+
+    fam = next(f for f in FAMILIES if isinstance(f, Aggregate))
+    rng = random.Random(0)
+    names = fam.names(rng)
+    old = {**fam.base(rng), "empty": "natural", "skip_none": False, "bug": False, "style": "each"}
+    new = {**old, "skip_none": True}
+    oc, nc = fam.render(dict(names), old), fam.render(dict(names), new)
+    calls = fam.inputs(random.Random(1), names, old, new) + [(([1, None, 2],), {})]
+    assert run_checked(fam, names, old, new, oc, nc, calls, True) is None
+    assert run_checked(fam, names, old, new, oc, nc, calls, False) == "behaviour_changed"
+    assert run_checked(fam, names, old, old, oc, nc, calls, True) == "reference_mismatch"
+
+
+def test_every_edit_has_varied_phrasings():
+    from instructcoder_utils.synth_programs import FAMILIES as fams
+
+    for e in STRUCT_EDITS + [e for f in fams for e in f.edits]:
+        assert len(e.phrasings) >= 4, e.kind
+        assert len({p.split()[0] for p in e.phrasings}) >= 3, (e.kind, e.phrasings)
+
+
+def test_scenarios_and_sources(tmp_path):
+    assert scenario_for("email.message") == "email processing"
+    assert scenario_for("http.client") == "web/networking"
+    assert scenario_for("json.decoder") == scenario_for("csv") == "data serialization"
+    assert scenario_for("somethingelse") == "general utilities"
+    files = source_files(["stdlib"])
+    assert files and not any(".test." in f".{m}." or m.startswith("idlelib") for m, _ in files)
+    with pytest.raises(FileNotFoundError, match="source_dirs"):
+        source_files([str(tmp_path / "missing")])
+    with pytest.raises(ValueError, match="generation.synth.kinds"):
+        synthesize(SynthConfig(kinds=["no_such_kind"], max_instances=5))
+
+
+def test_custom_source_dir(tmp_path):
+    (tmp_path / "shop.py").write_text(
+        "import os\nimport sys\n\n\ndef totalPrice(items, rate=0.2):\n    result = []\n    for it in items:\n"
+        "        result.append(it * (1 + rate))\n    print('done %s' % len(result))\n    return result\n"
+    )
+    cfg = SynthConfig(source_dirs=[str(tmp_path)], max_instances=10, program_share=0.0, max_function_lines=40)
+    records, counts = synthesize(cfg, seed=1)
+    kinds = {r["meta"]["kind"] for r in records}
+    assert {"rename_function", "remove_unused_imports", "loop_to_comprehension", "print_to_logging"} <= kinds
+    assert all(check_record(r) is None for r in records)
+    assert all(r["meta"]["origin"].startswith("shop:") for r in records)
