@@ -8,6 +8,7 @@ it was trained on; the base model is scored with each of ``BASE_PROMPTS`` and ke
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ TEMPLATES: dict[str, Template] = {
         system=None,
         user="{instruction}\n\n{input}\n\nEdited code:\n",
         response="{output}\n",
-        stop=("\n\n\n",),
+        stop=("\n\n\n\n",),  # two blank lines are PEP 8 between definitions: not an end
     ),
     # The paper's Alpaca prompt (instruction + input -> response).
     "alpaca_v1": Template(
@@ -98,16 +99,46 @@ def render_response(template: str | Template, output_code: str) -> str:
     return t.response.format(output=output_code.rstrip("\n"))
 
 
+_FENCE_LINE = re.compile(r"^[ \t]*```", re.M)
+
+
+def reply_end(template: str | Template, text: str) -> int | None:
+    """Where a generated reply is complete, or None while it is not: just after the closing fence of
+    the first fenced block (fence lines alternate open/close, so the second one closes the block), or
+    just before a non-fence stop string of the template. A fence-bearing stop such as ``"\n```\n"``
+    is handled by the fence rule, so an opening fence after a line of prose never ends the reply."""
+    t = get_template(template) if isinstance(template, str) else template
+    ends: list[int] = []
+    fences = list(_FENCE_LINE.finditer(text))
+    if len(fences) >= 2:
+        ends.append(fences[1].end())
+    for stop in t.stop:
+        if FENCE in stop:
+            continue
+        i = text.find(stop)
+        if i >= 0:
+            ends.append(i)
+    return min(ends) if ends else None
+
+
+def cut_reply(template: str | Template, text: str) -> str:
+    """The reply up to where it is complete (the whole text when it never completed)."""
+    end = reply_end(template, text)
+    return text if end is None else text[:end]
+
+
 _FENCED = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)(?:\n```|\Z)", re.S)
 
 
 def extract_code(reply: str) -> str:
-    """The edited program from a model reply: the longest fenced block, else the reply up to
-    trailing prose. Handles missing closing fences and chat end tokens."""
+    """The edited program from a model reply: the longest fenced block that parses as Python (else the
+    longest fenced block), else the reply without leading/trailing prose lines. Handles missing closing
+    fences (a reply cut at its token bound) and chat end tokens."""
     text = reply.replace("<|im_end|>", "").replace("<|endoftext|>", "")
     blocks = [b for b in _FENCED.findall(text) if b.strip()]
     if blocks:
-        return max(blocks, key=len).rstrip() + "\n"
+        parsing = [b for b in blocks if _parses(b)]
+        return max(parsing or blocks, key=len).rstrip() + "\n"
     # No fence: drop leading/trailing prose lines that are clearly not code.
     lines = text.strip("\n").splitlines()
     while lines and _is_prose(lines[-1]):
@@ -117,16 +148,25 @@ def extract_code(reply: str) -> str:
     return "\n".join(lines).rstrip() + "\n" if lines else ""
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+_CODE_START = re.compile(
+    r"^(?:(?:def|class|import|from|return|if|elif|else|for|while|try|except|finally|with|raise|assert|yield|"
+    r"async|await|pass|break|continue|global|nonlocal|lambda|del|print|not|and|or|in|is)\b|[@#\"')\]}]|"
+    r"[A-Za-z_][\w.]*\s*(?:[-+*/%&|^]?=|[(\[:.,]|$))"
+)
+
+
 def _is_prose(line: str) -> bool:
+    """An English sentence, not a line of Python: it starts with a capitalized word that is not the
+    start of a statement or expression, and has at least three words."""
     s = line.strip()
-    if not s:
+    if not s or _CODE_START.match(s):
         return False
-    if s.startswith(("#", "@", "def ", "class ", "import ", "from ", "return", "if ", "for ", "while ")):
-        return False
-    words = s.split()
-    return (
-        len(words) >= 4
-        and s[0].isupper()
-        and not any(c in s for c in "=()[]{}:")
-        or s.endswith((":", ".")) and len(words) >= 4 and "(" not in s and "=" not in s
-    )
+    return s[0].isupper() and len(s.split()) >= 3

@@ -68,10 +68,10 @@ def read_optional_json(path: Path) -> Any | None:
 
 
 def write_table(df: pd.DataFrame, tables_dir: Path, name: str) -> pd.DataFrame:
-    """Every table as CSV (for tools) and Markdown (for reading)."""
-    tables_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(tables_dir / f"{name}.csv", index=False)
-    (tables_dir / f"{name}.md").write_text(df.to_markdown(index=False, floatfmt=".2f") + "\n")
+    """Every table as CSV (for tools) and Markdown (for reading); returns the table for display."""
+    from .stats import write_table as _write
+
+    _write(df, tables_dir, name)
     return df
 
 

@@ -1,0 +1,215 @@
+"""Stage 06 figures and tables about training and evaluation, read from stages 04-05's files.
+
+Dataset figures (verbs, scenarios, lengths, edit ratio) come from ``stats.py`` over the stage-03
+dataset; this module draws what the paper reports about models: base vs tuned accuracy, data
+scaling, LoRA rank, accuracy by edit ratio, loss curves and hyper-parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .files import read_json  # noqa: E402
+
+SET_NAMES = {"editeval": "EditEval (194, execution)", "own": "own benchmark (execution)",
+             "test_split": "in-distribution test split"}
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def accuracy_table(out: Path) -> pd.DataFrame:
+    """Base vs tuned pass@1 per evaluation set, with the paired test from comparison.json."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    comp = {}
+    try:
+        comp = read_json(out / "05_evaluation" / "comparison.json")
+    except FileNotFoundError:
+        pass
+    rows = []
+    for name, s in scores["sets"].items():
+        c = comp.get(name, {})
+        base, tuned = s["base"], s["tuned"]
+        rows.append({
+            "set": SET_NAMES.get(name, name), "tasks": s["n"], "scoring": s.get("scoring", ""),
+            "base prompt": s.get("base_prompt", ""), "base pass@1 %": base, "tuned pass@1 %": tuned,
+            "tuned / base": round(tuned / base, 2) if base else None,
+            "gained": len(c.get("gained", [])), "lost": len(c.get("lost", [])),
+            "McNemar p": c.get("mcnemar_exact_p"),
+            "unchanged replies (base / tuned)": f"{s.get('base_unchanged', '-')} / {s.get('tuned_unchanged', '-')}",
+        })
+    return pd.DataFrame(rows)
+
+
+def base_prompt_table(out: Path) -> pd.DataFrame:
+    """The base model under every prompt it was tried with (the best one is used: no straw man)."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    rows = [{"prompt": p, **{SET_NAMES.get(k, k): v for k, v in sets.items()}}
+            for p, sets in scores.get("base_prompts", {}).items()]
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["chosen"] = df["prompt"].eq(scores.get("base_prompt"))
+    return df
+
+
+def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    x = range(len(acc))
+    w = 0.38
+    ax.bar([i - w / 2 for i in x], acc["base pass@1 %"], w, label="base", color="#9e9e9e")
+    ax.bar([i + w / 2 for i in x], acc["tuned pass@1 %"], w, label="tuned (LoRA)", color="#1f77b4")
+    for i, (b, t) in enumerate(zip(acc["base pass@1 %"], acc["tuned pass@1 %"], strict=True)):
+        ax.text(i - w / 2, b + 0.5, f"{b:.1f}", ha="center", fontsize=8)
+        ax.text(i + w / 2, t + 0.5, f"{t:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(list(x), [s.split(" (")[0] for s in acc["set"]], fontsize=9)
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("Base vs instruction-tuned model, greedy pass@1")
+    ax.legend()
+    return _save(fig, path, dpi)
+
+
+def sweep_table(out: Path) -> pd.DataFrame:
+    """One row per evaluated training run (main + sweeps) with its data fraction, rank and scores."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    runs = {r["name"]: r for r in read_json(out / "04_training" / "runs.json")["runs"]}
+    main = runs.get(read_json(out / "04_training" / "runs.json")["main"], {})
+    rows = [{"run": main.get("name"), "data_fraction": main.get("data_fraction", 1.0), "lora_r": main.get("lora_r"),
+             **{k: v["tuned"] for k, v in scores["sets"].items()}}]
+    for label, s in (scores.get("sweeps") or {}).items():
+        rows.append({"run": label.removeprefix("run-"), **s})
+    df = pd.DataFrame(rows)
+    for col in ("train_examples", "final_val_loss"):
+        df[col] = [runs.get(r, {}).get(col) for r in df["run"]]
+    return df
+
+
+def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
+                        dpi: int = 120) -> Path | None:
+    """Pass rate vs fraction of the training data (the paper's data-scaling figure)."""
+    df = sweeps[sweeps["lora_r"] == base_rank] if base_rank is not None else sweeps
+    df = df.dropna(subset=["data_fraction"]).sort_values("data_fraction")
+    if df["data_fraction"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for s in sets:
+        if s in df and df[s].notna().any():
+            ax.plot(df["data_fraction"] * 100, df[s], marker="o", label=SET_NAMES.get(s, s))
+    ax.set_xscale("log")
+    ax.set_xlabel("training data used (%)")
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("Data scaling")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
+    df = sweeps[sweeps["data_fraction"].fillna(1.0) == 1.0].dropna(subset=["lora_r"]).sort_values("lora_r")
+    if df["lora_r"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for s in sets:
+        if s in df and df[s].notna().any():
+            ax.plot(df["lora_r"], df[s], marker="o", label=SET_NAMES.get(s, s))
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("LoRA rank")
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("LoRA rank")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def edit_ratio_table(out: Path, label: str) -> pd.DataFrame:
+    """Pass rate by the reference's edit-ratio bin, per set, for one evaluated model."""
+    m = read_json(out / "05_evaluation" / label / "metrics.json")["sets"]
+    rows = [{"set": s, "bin": b, **v} for s, sm in m.items() for b, v in sm.get("by_edit_ratio", {}).items()]
+    return pd.DataFrame(rows)
+
+
+def edit_ratio_figure(base: pd.DataFrame, tuned: pd.DataFrame, path: Path, dpi: int = 120) -> Path | None:
+    if base.empty and tuned.empty:
+        return None
+    both = pd.concat([base.assign(model="base"), tuned.assign(model="tuned")])
+    both = both.groupby(["model", "bin"], as_index=False)[["samples", "passed"]].sum()
+    both["pass_rate"] = 100 * both["passed"] / both["samples"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    bins = sorted(both["bin"].unique())
+    w = 0.38
+    for j, model in enumerate(("base", "tuned")):
+        sub = both[both["model"] == model].set_index("bin").reindex(bins)
+        ax.bar([i + (j - 0.5) * w for i in range(len(bins))], sub["pass_rate"].fillna(0), w, label=model,
+               color=("#9e9e9e", "#1f77b4")[j])
+    ax.set_xticks(range(len(bins)), bins, fontsize=8)
+    ax.set_xlabel("edit ratio of the reference edit (lines changed / lines)")
+    ax.set_ylabel("pass rate (%)")
+    ax.set_title("Accuracy by edit ratio (all evaluation sets)")
+    ax.legend()
+    return _save(fig, path, dpi)
+
+
+def loss_figure(out: Path, path: Path, dpi: int = 120) -> Path | None:
+    """Validation (and training) loss of every run, on one set of axes."""
+    runs = read_json(out / "04_training" / "runs.json")["runs"]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    drawn = 0
+    for r in runs:
+        csv = out / "04_training" / r["name"] / "loss.csv"
+        if not csv.is_file():
+            continue
+        df = pd.read_csv(csv)
+        val = df.dropna(subset=["val_loss"]) if "val_loss" in df else pd.DataFrame()
+        if not val.empty:
+            ax.plot(val["step"], val["val_loss"], marker=".", label=f"{r['name']} (validation)")
+            drawn += 1
+        if r["name"] == read_json(out / "04_training" / "runs.json")["main"] and "train_loss" in df:
+            tr = df.dropna(subset=["train_loss"])
+            ax.plot(tr["step"], tr["train_loss"], alpha=0.4, label=f"{r['name']} (train)")
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (response tokens)")
+    ax.set_title("Training curves")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path, dpi)
+
+
+def hyperparameter_table(out: Path) -> pd.DataFrame:
+    """Each training run's settings beside the paper's (LoRA r16, lr 3e-4, batch 128, 3 epochs)."""
+    run_json = read_json(out / "run.json") if (out / "run.json").is_file() else {}
+    t = (run_json.get("profile") or {}).get("training", {})
+    rows = [{"run": "paper (LLaMA 7B-33B)", "base model": "LLaMA / BLOOM", "lora_r": 16, "lora_alpha": 16,
+             "targets": "q,k,v,o", "learning_rate": "3e-4", "effective batch": 128, "epochs": 3,
+             "max_length": 1024, "train examples": "108k"}]
+    for r in read_json(out / "04_training" / "runs.json")["runs"]:
+        m = {}
+        mfile = out / "04_training" / r["name"] / "metrics.json"
+        if mfile.is_file():
+            m = read_json(mfile)
+        rows.append({
+            "run": r["name"], "base model": r.get("base_model") or t.get("base_model"),
+            "lora_r": r.get("lora_r"), "lora_alpha": m.get("lora_alpha", t.get("lora_alpha")),
+            "targets": ",".join(x.replace("_proj", "") for x in m.get("target_modules", t.get("target_modules", []))),
+            "learning_rate": f"{t.get('learning_rate', 0):g}",
+            "effective batch": (t.get("batch_size") or 0) * (t.get("gradient_accumulation_steps") or 1),
+            "epochs": t.get("epochs"), "max_length": t.get("max_length"), "train examples": r.get("train_examples"),
+            "tokens/s": m.get("tokens_per_s"), "minutes": round((r.get("seconds") or 0) / 60, 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_line(out: Path) -> dict[str, Any]:
+    """The few numbers a reader wants first."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    return {k: f"base {v['base']:.1f}% -> tuned {v['tuned']:.1f}% (n={v['n']})" for k, v in scores["sets"].items()}

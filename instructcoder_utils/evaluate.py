@@ -1,0 +1,726 @@
+"""Stage 05: models write edits for every evaluation task, the edits are executed (or compared), scored.
+
+The paper scores the tuned model by running its edits against each task's tests (EditEval, pass@k with the
+unbiased estimator) and by a GPT-4 judge (``judge.py``). Here a model is the base model with one prompt
+template, or base + a LoRA adapter from stage 04 with the template it was trained on, or a model behind an
+OpenAI-compatible endpoint. Generation is batched (length-sorted, left-padded), stops each sequence at the
+closing fence of its reply, and bounds new tokens by the input's length, because a rambling 135M model
+spends most of its time after the answer. Every reply is appended to ``samples.jsonl`` under a key of
+(model, adapter hash, template, decoding, task), so a crash loses nothing and a re-run regenerates nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Profile
+from .files import iter_jsonl, read_json, write_json, write_jsonl
+from .prompts import cut_reply, extract_code, get_template, render_prompt, reply_end
+from .stats import edit_ratio  # the paper's r, as stage 03 reports it
+
+GEN_VERSION = "gen-v1"  # bump when generation logic changes what a cached reply would be
+SETS = ("editeval", "own", "test_split")
+EDIT_RATIO_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
+
+
+# --------------------------------------------------------------------------- tasks
+def _sha(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def task_hash(task: dict[str, Any]) -> str:
+    """What the model sees of a task; a changed task is regenerated, an unchanged one never."""
+    return _sha(task["instruction"], task["input"])
+
+
+def _record_to_task(rec: dict[str, Any]) -> dict[str, Any]:
+    """A stage-03 record as an EditEval task; its test program (``meta.test``) when it has one, else
+    none: such tasks are scored by exact match of the normalized code."""
+    meta = rec.get("meta") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta) if meta.strip() else {}
+    test = meta.get("test") if isinstance(meta.get("test"), str) and "def check" in meta.get("test", "") else None
+    return {
+        "task_id": str(rec["id"]), "instruction": rec["instruction"], "input": rec["input"],
+        "output": rec["output"], "test": test, "context": meta.get("context") or "",
+        "META": {"kind": meta.get("kind"), "behaviour_change": meta.get("behaviour_change")},
+    }
+
+
+def load_test_split(out: Path) -> list[dict[str, Any]]:
+    """The in-distribution test split written by stage 03."""
+    path = Path(out) / "03_filtering" / "dataset"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not found (run stage 03_filtering first, or drop test_split from "
+                                "evaluation.sets)")
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(path))
+    if "test" not in ds:
+        raise ValueError(f"{path}: the DatasetDict has no 'test' split (splits: {', '.join(ds)})")
+    return [_record_to_task(r) for r in ds["test"]]
+
+
+def load_sets(cfg: Profile, out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every evaluation set of the profile as EditEval-format tasks, cut to ``evaluation.limit``."""
+    from .tasks import load_editeval, load_own_tasks
+
+    ev = cfg.evaluation
+    loaders = {
+        "editeval": lambda: load_editeval(cfg.resolve_path(ev.editeval_path)),
+        "own": load_own_tasks,
+        "test_split": lambda: load_test_split(out),
+    }
+    sets = {}
+    for name in ev.sets:
+        tasks = loaders[name]()
+        tasks = tasks[: ev.limit] if ev.limit else tasks
+        cap = ev.set_limits.get(name)
+        sets[name] = tasks[:cap] if cap else tasks
+    return sets
+
+
+def sets_table(sets: dict[str, list[dict[str, Any]]]):
+    """One row per set: tasks, how many have tests, mean edit ratio of the references."""
+    import pandas as pd
+
+    rows = []
+    for name, tasks in sets.items():
+        ratios = [edit_ratio(t["input"], t["output"]) for t in tasks]
+        rows.append({"set": name, "tasks": len(tasks), "with tests": sum(bool(t.get("test")) for t in tasks),
+                     "with {{Code}} context": sum("{{Code}}" in (t.get("context") or "") for t in tasks),
+                     "mean edit ratio": round(sum(ratios) / max(1, len(ratios)), 3)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- models and decoding
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float = 0.0
+    n: int = 1
+    max_new_tokens: int = 512
+    factor: float = 1.5
+    slack: int = 64
+    top_p: float = 0.95
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def bound(self, input_tokens: int) -> int:
+        """New tokens allowed for an input: an edit is about as long as its input, never the max for all."""
+        return max(8, min(self.max_new_tokens, int(self.factor * input_tokens + self.slack)))
+
+
+def decoding_from(cfg: Profile) -> Decoding:
+    ev = cfg.evaluation
+    n = ev.n_samples if ev.temperature > 0 else 1
+    return Decoding(ev.temperature, n, ev.max_new_tokens, ev.new_tokens_factor, ev.new_tokens_slack, ev.top_p)
+
+
+@dataclass
+class ModelSpec:
+    """One model to evaluate: ``label`` names its folder under 05_evaluation/."""
+
+    label: str
+    base_model: str
+    template: str
+    adapter: str | None = None
+    kind: str = "hf"  # hf | api
+    role: str = "base"  # base | tuned | sweep | api
+    run: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        t = get_template(self.template)
+        return {"model": self.base_model, "adapter": adapter_hash(self.adapter) if self.adapter else None,
+                "kind": self.kind, "template": self.template, "template_hash": _sha(repr(t)), "gen": GEN_VERSION}
+
+
+def adapter_hash(path: str | Path) -> str:
+    """Content hash of an adapter folder: a retrained adapter is regenerated, the same one is not."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"))
+    if not files:
+        raise FileNotFoundError(f"{p}: no adapter files (adapter_config.json, adapter_model.safetensors)")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def sample_key(identity: dict[str, Any], decoding: Decoding, dtype: str, task: dict[str, Any], sample: int) -> str:
+    return _sha(identity, asdict(decoding), dtype, task_hash(task), sample)
+
+
+def pick_dtype(choice: str, device: str = "cpu") -> str:
+    """bf16 where the device computes it natively (CUDA with bf16, CPUs with AVX512-BF16/AMX), else fp32:
+    emulated bf16 on a CPU is slower than fp32."""
+    if choice != "auto":
+        return choice
+    import torch
+
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):
+        return "fp32"
+
+
+# --------------------------------------------------------------------------- sample store (resume)
+class SampleStore:
+    """``samples.jsonl`` of one model, appended row by row (flushed), read back by key on a re-run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            try:
+                for row in iter_jsonl(self.path):
+                    self.rows[row["key"]] = row
+            except ValueError:  # a line cut by a crash: keep what parses, rewrite cleanly
+                self.rows = {}
+                for line in self.path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        row = json.loads(line)
+                        self.rows[row["key"]] = row
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        continue
+                write_jsonl(self.path, self.rows.values())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def get(self, key: str) -> dict[str, Any]:
+        return self.rows[key]
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.rows[row["key"]] = row
+            fh.flush()
+
+
+# --------------------------------------------------------------------------- HF generation
+def make_fence_stop(tokenizer, template: str, prompt_len: int, limits: Sequence[int]):
+    """A StoppingCriteria that ends each sequence on its own: at the closing fence of its reply (or a
+    template stop string), or when it has used its own new-token bound."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class FenceStop(StoppingCriteria):
+        def __init__(self) -> None:
+            self.done = torch.zeros(len(limits), dtype=torch.bool)
+            self.limits = torch.tensor(list(limits))
+            self.reason = ["eos"] * len(limits)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            n_new = input_ids.shape[1] - prompt_len
+            for i in range(input_ids.shape[0]):
+                if self.done[i]:
+                    continue
+                text = tokenizer.decode(input_ids[i, prompt_len:], skip_special_tokens=False)
+                if reply_end(template, text) is not None:
+                    self.done[i], self.reason[i] = True, "stop"
+                elif n_new >= int(self.limits[i]):
+                    self.done[i], self.reason[i] = True, "length"
+            return self.done.clone().to(input_ids.device)
+
+    return FenceStop()
+
+
+class HFGenerator:
+    """A local causal LM (+ merged LoRA adapter) that writes replies for prompts in batches."""
+
+    def __init__(self, spec: ModelSpec, dtype: str = "auto", threads: int | None = None) -> None:
+        import torch
+
+        from .models import load_model, load_tokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = pick_dtype(dtype, self.device)
+        self.tok = load_tokenizer(spec.base_model)
+        self.tok.padding_side = "left"
+        model = load_model(spec.base_model, dtype=self.dtype, device=self.device)
+        if spec.adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+        self.model = model.eval()
+        self.spec = spec
+
+    def prompt(self, task: dict[str, Any]) -> str:
+        return render_prompt(self.spec.template, task["instruction"], task["input"], self.tok)
+
+    def input_tokens(self, task: dict[str, Any]) -> int:
+        return len(self.tok(task["input"], add_special_tokens=False).input_ids)
+
+    def generate(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, seed: int = 0):
+        """Replies (cut at their end), new-token counts and stop reasons for one batch."""
+        import torch
+
+        enc = self.tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        plen = enc.input_ids.shape[1]
+        stop = make_fence_stop(self.tok, self.spec.template, plen, limits)
+        kwargs: dict[str, Any] = {"do_sample": False}
+        if not decoding.greedy:
+            torch.manual_seed(seed)
+            kwargs = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p, "top_k": 0}
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc, max_new_tokens=max(limits), stopping_criteria=[stop], pad_token_id=self.tok.pad_token_id,
+                eos_token_id=self.tok.eos_token_id, use_cache=True, **kwargs,
+            )
+        replies, counts = [], []
+        for i in range(out.shape[0]):
+            ids = out[i, plen:]
+            keep = ids != self.tok.pad_token_id
+            n = int(keep.nonzero().max()) + 1 if keep.any() else 0
+            text = self.tok.decode(ids[:n], skip_special_tokens=True)
+            replies.append(cut_reply(self.spec.template, text))
+            counts.append(n)
+        return replies, counts, stop.reason
+
+
+def _todo(tasks: Sequence[dict[str, Any]], spec: ModelSpec, decoding: Decoding, dtype: str,
+          store: SampleStore) -> list[tuple[dict[str, Any], int, str]]:
+    identity = spec.identity()
+    todo = []
+    for t in tasks:
+        for s in range(decoding.n):
+            key = sample_key(identity, decoding, dtype, t, s)
+            if key not in store:
+                todo.append((t, s, key))
+    return todo
+
+
+def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]], decoding: Decoding,
+                store: SampleStore, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Generate what the store lacks for one set, longest prompts first in length-sorted batches;
+    appends each batch as soon as it is done. Returns timing and token counts."""
+    from tqdm.auto import tqdm
+
+    todo = _todo(tasks, gen.spec, decoding, gen.dtype, store)
+    t0 = time.perf_counter()
+    items = [(t, s, key, gen.prompt(t)) for t, s, key in todo]
+    lengths = {key: len(gen.tok(p, add_special_tokens=False).input_ids) for _, _, key, p in items}
+    items.sort(key=lambda x: -lengths[x[2]])
+    new_tokens = 0
+    bar = tqdm(total=len(items), desc=f"{gen.spec.label}/{set_name}", unit="task", disable=not progress)
+    for b in range(0, len(items), batch_size):
+        batch = items[b: b + batch_size]
+        limits = [decoding.bound(gen.input_tokens(t)) for t, _, _, _ in batch]
+        tb = time.perf_counter()
+        replies, counts, reasons = gen.generate([p for *_, p in batch], limits, decoding, seed=b)
+        secs = (time.perf_counter() - tb) / len(batch)
+        rows = [
+            {"key": key, "set": set_name, "task_id": t["task_id"], "sample": s, "model": gen.spec.label,
+             "template": gen.spec.template, "reply": r, "new_tokens": c, "stop": why, "seconds": round(secs, 3)}
+            for (t, s, key, _), r, c, why in zip(batch, replies, counts, reasons, strict=True)
+        ]
+        store.add(rows)
+        new_tokens += sum(counts)
+        bar.update(len(batch))
+    bar.close()
+    secs = time.perf_counter() - t0
+    return {"generated": len(items), "cached": len(tasks) * decoding.n - len(items), "seconds": round(secs, 2),
+            "new_tokens": new_tokens, "tokens_per_s": round(new_tokens / secs, 1) if secs and new_tokens else None,
+            "dtype": gen.dtype}
+
+
+# --------------------------------------------------------------------------- API generation
+def generate_api(spec: ModelSpec, cfg: Profile, set_name: str, tasks: Sequence[dict[str, Any]],
+                 decoding: Decoding, store: SampleStore, cache_path: Path) -> dict[str, Any]:
+    """The same prompts through any OpenAI-compatible endpoint (``llm`` section, model ``spec.base_model``)."""
+    from .llm import ChatRequest, LLMClient
+
+    t = get_template(spec.template)
+    todo = _todo(tasks, spec, decoding, "api", store)
+    t0 = time.perf_counter()
+    reqs, meta = [], {}
+    for task, s, key in todo:
+        user = t.user.format(instruction=task["instruction"].strip(), input=task["input"].rstrip("\n"))
+        msgs = ([{"role": "system", "content": t.system}] if t.system else []) + [{"role": "user", "content": user}]
+        bound = decoding.bound(max(1, len(task["input"]) // 4))
+        reqs.append(ChatRequest(key, msgs, f"eval-{spec.template}-{spec.identity()['template_hash']}",
+                                temperature=decoding.temperature, max_tokens=bound, sample=s))
+        meta[key] = (task, s)
+    client = LLMClient(cfg.llm.model_copy(update={"model": spec.base_model}), cache_path=cache_path)
+    try:
+        results = client.run(reqs, desc=f"{spec.label}/{set_name}")
+    finally:
+        client.close()
+    rows = []
+    for r in results:
+        task, s = meta[r.id]
+        rows.append({"key": r.id, "set": set_name, "task_id": task["task_id"], "sample": s, "model": spec.label,
+                     "template": spec.template, "reply": cut_reply(t, r.text or "") if r.ok else "",
+                     "new_tokens": r.completion_tokens, "stop": r.finish_reason or ("error" if not r.ok else None),
+                     "error": r.error, "seconds": None})
+    store.add([row for row in rows if row["error"] is None])
+    return {"generated": len(rows), "cached": len(tasks) * decoding.n - len(rows),
+            "seconds": round(time.perf_counter() - t0, 2), "errors": sum(r["error"] is not None for r in rows)}
+
+
+# --------------------------------------------------------------------------- scoring
+def normalize_code(code: str) -> str:
+    """Code compared modulo formatting: the AST when it parses, else stripped non-blank lines."""
+    try:
+        return ast.dump(ast.parse(code))
+    except (SyntaxError, ValueError):
+        return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+
+
+def ratio_bin(r: float) -> str:
+    for lo, hi in zip(EDIT_RATIO_BINS, EDIT_RATIO_BINS[1:], strict=False):
+        if lo <= r < hi:
+            return f"{lo:.1f}-{min(hi, 1.0):.1f}"
+    return f"{EDIT_RATIO_BINS[-2]:.1f}-1.0"
+
+
+class ExecCache:
+    """Execution verdicts keyed by (code, test, context, timeout): identical candidates (the unchanged
+    input, say) from several models run once. Harness errors are never cached."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SampleStore(path)
+
+    @staticmethod
+    def key(task: dict[str, Any], code: str, timeout: float) -> str:
+        return _sha(code, task.get("test"), task.get("context") or "", timeout)
+
+    def run(self, tasks: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], timeout: float,
+            workers: int, progress: bool = True) -> list[dict[str, Any]]:
+        from .sandbox import evaluate_samples
+
+        by_id = {t["task_id"]: t for t in tasks}
+        keys = [self.key(by_id[s["task_id"]], s["output"], timeout) for s in samples]
+        todo_idx = [i for i, k in enumerate(keys) if k not in self.store]
+        todo_keys: dict[str, int] = {}
+        for i in todo_idx:
+            todo_keys.setdefault(keys[i], i)
+        fresh = {}
+        if todo_keys:
+            first = list(todo_keys.values())
+            res = evaluate_samples([by_id[t] for t in {samples[i]["task_id"] for i in first}],
+                                   [{"task_id": samples[i]["task_id"], "output": samples[i]["output"]} for i in first],
+                                   timeout=timeout, workers=workers, progress=progress)
+            for i, r in zip(first, res, strict=True):
+                row = {"key": keys[i], "passed": r["passed"], "status": r["status"], "detail": (r.get("detail") or "")[-400:]}
+                fresh[keys[i]] = row
+            self.store.add([r for r in fresh.values() if r["status"] != "error"])
+        out = []
+        for s, k in zip(samples, keys, strict=True):
+            v = fresh.get(k) or self.store.get(k)
+            out.append({**s, "passed": bool(v["passed"]), "status": v["status"], "detail": v["detail"]})
+        return out
+
+
+def score_set(tasks: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], exec_cache: ExecCache,
+              timeout: float, workers: int, progress: bool = True) -> list[dict[str, Any]]:
+    """One result row per sample: executed against the test when the task has one, else exact match."""
+    by_id = {t["task_id"]: t for t in tasks}
+    rows = []
+    for s in samples:
+        t = by_id[s["task_id"]]
+        code = extract_code(s["reply"])
+        rows.append({"task_id": s["task_id"], "sample": s["sample"], "output": code,
+                     "unchanged": normalize_code(code) == normalize_code(t["input"]), "empty": not code.strip(),
+                     "edit_ratio": round(edit_ratio(t["input"], t["output"]), 4)})
+    with_test = [r for r in rows if by_id[r["task_id"]].get("test")]
+    executed = exec_cache.run(tasks, with_test, timeout, workers, progress) if with_test else []
+    by_pos = {id(r): e for r, e in zip(with_test, executed, strict=True)}
+    out = []
+    for r in rows:
+        if id(r) in by_pos:
+            e = by_pos[id(r)]
+            out.append({**r, "scoring": "execution", "passed": e["passed"], "status": e["status"], "detail": e["detail"]})
+        else:
+            ok = normalize_code(r["output"]) == normalize_code(by_id[r["task_id"]]["output"])
+            out.append({**r, "scoring": "exact_match", "passed": ok, "status": "passed" if ok else "failed",
+                        "detail": "exact match of normalized code with the reference"})
+    return out
+
+
+def set_metrics(results: Sequence[dict[str, Any]], gen_stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """pass@k, status counts, unchanged/empty replies and pass rate by reference edit-ratio bin."""
+    from .sandbox import score_results
+
+    m = score_results(results)
+    m["scoring"] = dict(Counter(r["scoring"] for r in results))
+    m["unchanged"] = sum(r["unchanged"] for r in results)
+    m["empty"] = sum(r["empty"] for r in results)
+    bins: dict[str, dict[str, int]] = {}
+    for r in results:
+        b = bins.setdefault(ratio_bin(r["edit_ratio"]), {"samples": 0, "passed": 0})
+        b["samples"] += 1
+        b["passed"] += int(r["passed"])
+    m["by_edit_ratio"] = {k: {**v, "pass_rate": round(100 * v["passed"] / v["samples"], 2)}
+                          for k, v in sorted(bins.items())}
+    if gen_stats:
+        m["generation"] = gen_stats
+    return m
+
+
+# --------------------------------------------------------------------------- one model, all its sets
+def evaluate_model(cfg: Profile, stage_out: Path, spec: ModelSpec, sets: dict[str, list[dict[str, Any]]],
+                   gen: HFGenerator | None = None, progress: bool = True) -> dict[str, Any]:
+    """Generate (what is not cached), score and write ``<label>/samples.jsonl``, ``results.jsonl`` and
+    ``metrics.json`` (one entry per set). Returns the metrics."""
+    ev = cfg.evaluation
+    mdir = Path(stage_out) / spec.label
+    store = SampleStore(mdir / "samples.jsonl")
+    decoding = decoding_from(cfg)
+    exec_cache = ExecCache(Path(stage_out) / "exec_cache.jsonl")
+    metrics_path = mdir / "metrics.json"
+    old = read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics: dict[str, Any] = dict(old.get("sets", {}))
+    results_all: list[dict[str, Any]] = []
+    identity = spec.identity()
+    for set_name, tasks in sets.items():
+        if spec.kind == "api":
+            stats = generate_api(spec, cfg, set_name, tasks, decoding, store, Path(stage_out) / "llm_cache.sqlite")
+            dtype = "api"
+        else:
+            if gen is None:
+                gen = HFGenerator(spec, ev.dtype, ev.threads)
+            stats = generate_hf(gen, set_name, tasks, decoding, store, ev.batch_size, progress)
+            dtype = gen.dtype
+        samples = []
+        for t in tasks:
+            for s in range(decoding.n):
+                key = sample_key(identity, decoding, dtype, t, s)
+                if key in store:
+                    samples.append(store.get(key))
+        stats["seconds_when_generated"] = round(sum(s.get("seconds") or 0 for s in samples), 2)
+        results = score_set(tasks, samples, exec_cache, ev.timeout_s, ev.workers, progress)
+        metrics[set_name] = set_metrics(results, stats)
+        results_all += [{"set": set_name, **r} for r in results]
+    prev = [r for r in (iter_jsonl(mdir / "results.jsonl") if (mdir / "results.jsonl").is_file() else [])
+            if r.get("set") not in sets]
+    write_jsonl(mdir / "results.jsonl", prev + results_all)
+    write_json(metrics_path, {"model": spec.label, "role": spec.role, "identity": identity, "run": spec.run,
+                              "decoding": asdict(decoding), "sets": metrics})
+    return metrics
+
+
+# --------------------------------------------------------------------------- the study
+def check_references(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
+                     progress: bool = True) -> dict[str, Any]:
+    """Execute every reference edit: a correct harness passes (nearly) all of them."""
+    ev = cfg.evaluation
+    exec_cache = ExecCache(Path(stage_out) / "exec_cache.jsonl")
+    report = {}
+    for name, tasks in sets.items():
+        with_test = [t for t in tasks if t.get("test")]
+        if not with_test:
+            continue
+        samples = [{"task_id": t["task_id"], "output": t["output"]} for t in with_test]
+        t0 = time.perf_counter()
+        res = exec_cache.run(with_test, samples, ev.timeout_s, ev.workers, progress)
+        report[name] = {"tasks": len(res), "passed": sum(r["passed"] for r in res),
+                        "failed": [r["task_id"] for r in res if not r["passed"]],
+                        "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(Path(stage_out) / "references.json", report)
+    return report
+
+
+def base_specs(cfg: Profile) -> list[ModelSpec]:
+    for p in cfg.evaluation.base_prompts:
+        get_template(p)  # an unknown name fails here, naming the templates that exist
+    return [ModelSpec(f"base-{p}", cfg.training.base_model, p, role="base") for p in cfg.evaluation.base_prompts]
+
+
+def selection_set(cfg: Profile, sets: dict[str, list[dict[str, Any]]]) -> str:
+    """Where the base prompt is chosen: the configured set if evaluated, else the other non-EditEval one."""
+    want = cfg.evaluation.prompt_selection_set
+    for name in (want, "own", "test_split"):
+        if sets.get(name):
+            return name
+    raise ValueError("evaluation.sets: choosing the base prompt needs 'own' or 'test_split' (never EditEval, "
+                     "which would tune the prompt on the benchmark)")
+
+
+def evaluate_base(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
+                  progress: bool = True) -> dict[str, Any]:
+    """Score the base model with every base prompt on the selection set (or all sets), keep the best
+    prompt by pass@1 there, and score that one on every set."""
+    sel = selection_set(cfg, sets)
+    specs = base_specs(cfg)
+    table: dict[str, dict[str, Any]] = {}
+    gen = None
+    for spec in specs:
+        if gen is not None:
+            gen.spec = spec  # same weights, another template: reuse the loaded model
+        else:
+            gen = HFGenerator(spec, cfg.evaluation.dtype, cfg.evaluation.threads)
+        chosen = sets if cfg.evaluation.all_prompts_on_all_sets else {sel: sets[sel]}
+        table[spec.template] = evaluate_model(cfg, stage_out, spec, chosen, gen, progress)
+    best = max(specs, key=lambda s: (table[s.template][sel].get("pass@1", 0.0), -specs.index(s)))
+    gen.spec = best
+    table[best.template] = evaluate_model(cfg, stage_out, best, sets, gen, progress)
+    summary = {"selection_set": sel, "best": best.template, "label": best.label,
+               "pass@1": {p: {s: m.get("pass@1") for s, m in sets_m.items()} for p, sets_m in table.items()}}
+    write_json(Path(stage_out) / "base_prompts.json", summary)
+    return summary
+
+
+def load_runs(out: Path) -> dict[str, Any]:
+    path = Path(out) / "04_training" / "runs.json"
+    runs = read_json(path)
+    if not isinstance(runs, dict) or "runs" not in runs or "main" not in runs:
+        raise ValueError(f"{path}: expected {{'main': <run name>, 'runs': [...]}}")
+    names = [r.get("name") for r in runs["runs"]]
+    if runs["main"] not in names:
+        raise ValueError(f"{path}: main run {runs['main']!r} is not among the runs ({', '.join(map(str, names))})")
+    return runs
+
+
+def run_spec(cfg: Profile, out: Path, run: dict[str, Any], role: str) -> ModelSpec:
+    adapter = Path(run["adapter"])
+    if not adapter.is_absolute():
+        adapter = Path(out) / "04_training" / adapter
+        if not adapter.exists():
+            adapter = Path(out) / run["adapter"]
+    if not (adapter / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter}: no adapter_config.json (run {run['name']!r} in 04_training/runs.json)")
+    label = f"tuned-{run['name']}" if role == "tuned" else f"run-{run['name']}"
+    return ModelSpec(label, run.get("base_model") or cfg.training.base_model,
+                     run.get("prompt_template") or cfg.training.prompt_template, str(adapter), role=role,
+                     run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r")})
+
+
+def evaluate_runs(cfg: Profile, out: Path, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
+                  progress: bool = True) -> dict[str, Any]:
+    """The main run on every set, with its training template; the sweep runs on ``sweep_sets`` if asked."""
+    runs = load_runs(out)
+    main = next(r for r in runs["runs"] if r["name"] == runs["main"])
+    spec = run_spec(cfg, out, main, "tuned")
+    report = {"main": spec.label, "template": spec.template, "sets": evaluate_model(cfg, stage_out, spec, sets,
+                                                                                    progress=progress)}
+    sweeps = {}
+    if cfg.evaluation.eval_sweep_runs:
+        sub = {k: v for k, v in sets.items() if k in cfg.evaluation.sweep_sets}
+        for run in runs["runs"]:
+            if run["name"] == runs["main"] or not sub:
+                continue
+            s = run_spec(cfg, out, run, "sweep")
+            sweeps[s.label] = {**s.info, "run": s.run, "sets": evaluate_model(cfg, stage_out, s, sub, progress=progress)}
+    report["sweeps"] = sweeps
+    return report
+
+
+def evaluate_api_models(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    out = {}
+    for name in cfg.evaluation.api_models:
+        spec = ModelSpec(f"api-{name.replace('/', '_')}", name, cfg.evaluation.api_prompt, kind="api", role="api")
+        out[spec.label] = evaluate_model(cfg, stage_out, spec, sets)
+    return out
+
+
+# --------------------------------------------------------------------------- base vs tuned
+def _per_task(stage_out: Path, label: str, set_name: str) -> dict[str, bool]:
+    """Per-task verdict of a model on a set (sample 0: the greedy reply when decoding is greedy)."""
+    rows = iter_jsonl(Path(stage_out) / label / "results.jsonl")
+    return {r["task_id"]: bool(r["passed"]) for r in rows if r["set"] == set_name and r["sample"] == 0}
+
+
+def compare(base: dict[str, bool], tuned: dict[str, bool]) -> dict[str, Any]:
+    """Paired comparison on the same tasks, with McNemar's exact test on the discordant pairs."""
+    from scipy.stats import binomtest
+
+    ids = sorted(set(base) & set(tuned))
+    gained = [t for t in ids if tuned[t] and not base[t]]
+    lost = [t for t in ids if base[t] and not tuned[t]]
+    both = sum(base[t] and tuned[t] for t in ids)
+    d = len(gained) + len(lost)
+    p = binomtest(len(gained), d, 0.5).pvalue if d else 1.0
+    return {"n": len(ids), "both": both, "neither": len(ids) - both - d, "gained": gained, "lost": lost,
+            "mcnemar_exact_p": round(float(p), 6)}
+
+
+def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: dict[str, Any],
+                 tuned: dict[str, Any], api: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``scores.json`` (pass@1 % per set, base vs tuned) and ``comparison.json`` (paired, per task)."""
+    stage_out = Path(stage_out)
+    base_m = read_json(stage_out / base["label"] / "metrics.json")["sets"]
+    scores: dict[str, Any] = {"sets": {}, "base_prompts": base["pass@1"], "base_prompt": base["best"],
+                              "selection_set": base["selection_set"], "base_label": base["label"],
+                              "tuned_label": tuned["main"], "tuned_model": tuned["main"],
+                              "tuned_template": tuned["template"]}
+    comparison = {}
+    for name, tasks in sets.items():
+        bm, tm = base_m[name], tuned["sets"][name]
+        scores["sets"][name] = {
+            "base": round(bm.get("pass@1", 0.0), 2), "tuned": round(tm.get("pass@1", 0.0), 2), "n": len(tasks),
+            "base_prompt": base["best"], "scoring": "execution" if "execution" in tm["scoring"] else "exact_match",
+            "base_unchanged": bm["unchanged"], "tuned_unchanged": tm["unchanged"],
+        }
+        comparison[name] = compare(_per_task(stage_out, base["label"], name), _per_task(stage_out, tuned["main"], name))
+    if tuned.get("sweeps"):
+        scores["sweeps"] = {k: {"data_fraction": v.get("data_fraction"), "lora_r": v.get("lora_r"),
+                                **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()}}
+                            for k, v in tuned["sweeps"].items()}
+    if api:
+        scores["api"] = {k: {s: round(m.get("pass@1", 0.0), 2) for s, m in v.items()} for k, v in api.items()}
+    write_json(stage_out / "scores.json", scores)
+    write_json(stage_out / "comparison.json", comparison)
+    return {"scores": scores, "comparison": comparison}
+
+
+def scores_table(scores: dict[str, Any]):
+    import pandas as pd
+
+    return pd.DataFrame([{"set": k, **v} for k, v in scores["sets"].items()])
+
+
+def generation_table(stage_out: Path):
+    """Generation time and tokens per model and set, from the metrics files."""
+    import pandas as pd
+
+    rows = []
+    for mfile in sorted(Path(stage_out).glob("*/metrics.json")):
+        m = read_json(mfile)
+        for s, v in m["sets"].items():
+            g = v.get("generation", {})
+            rows.append({"model": m["model"], "set": s, "pass@1": round(v.get("pass@1", 0.0), 2),
+                         "unchanged": v["unchanged"], "generated now": g.get("generated"),
+                         "seconds now": g.get("seconds"), "seconds when generated": g.get("seconds_when_generated"),
+                         "new tokens": g.get("new_tokens"), "tok/s": g.get("tokens_per_s")})
+    return pd.DataFrame(rows)
+
+
+def flipped_examples(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base_label: str, tuned_label: str,
+                     set_name: str, k: int = 2) -> list[dict[str, Any]]:
+    """A few tasks the tuned model gained or lost, with both replies, for reading."""
+    comp = read_json(Path(stage_out) / "comparison.json")[set_name]
+    by_id = {t["task_id"]: t for t in sets[set_name]}
+
+    def code(label: str, tid: str) -> str:
+        return next((r["output"] for r in iter_jsonl(Path(stage_out) / label / "results.jsonl")
+                     if r["set"] == set_name and r["task_id"] == tid and r["sample"] == 0), "")
+
+    out = []
+    for kind in ("gained", "lost"):
+        for tid in comp[kind][:k]:
+            out.append({"kind": kind, "task_id": tid, "instruction": by_id[tid]["instruction"],
+                        "input": by_id[tid]["input"], "base": code(base_label, tid), "tuned": code(tuned_label, tid)})
+    return out

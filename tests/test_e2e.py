@@ -1,0 +1,54 @@
+"""The whole study under the smoke profile, as `make reproduce` runs it: six notebooks with
+papermill, a real model, then the report opened in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from instructcoder_utils.files import read_json
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, repo_root, smollm_dir):
+    out = tmp_path_factory.mktemp("smoke") / "smoke"
+    proc = subprocess.run(
+        [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--out", str(out)],
+        capture_output=True, text=True, cwd=repo_root, timeout=1500,
+    )
+    assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out, proc.stdout
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_stage_and_summary(smoke_run):
+    out, stdout = smoke_run
+    run = read_json(out / "run.json")
+    for stage, entry in run["stages"].items():
+        assert entry["status"] == "ok", f"{stage}: {entry}"
+        assert entry["seconds"] > 0
+        assert (out / "notebooks" / f"{stage}.ipynb").is_file()
+    summary = read_json(out / "summary.json")
+    assert summary["dataset_size"]["train"] > 0
+    for name in ("editeval", "own", "test_split"):
+        scores = summary["evaluation"][name]
+        assert 0 <= scores["base"] <= 100 and 0 <= scores["tuned"] <= 100
+    assert "report:" in stdout
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(smoke_run, repo_root):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium/chromedriver not installed (make sysdeps installs them)")
+    from instructcoder_utils.report import check_in_browser
+
+    out, _ = smoke_run
+    shot = repo_root / "outputs" / "smoke" / "report.png"
+    result = check_in_browser(out / "06_analysis" / "report.html", screenshot=shot)
+    assert result["images"] >= 5, result
+    assert result["broken"] == [], f"figures that did not load: {result['broken']}"
+    assert result["clipped"] == [] and not result["page_overflows"], result
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -1,0 +1,191 @@
+"""Stage 04 training: labels, EOS, truncation accounting, loss normalization, resume, profile errors.
+
+Real model (the built-in SmolLM2-135M), real peft/accelerate, tiny data: a few steps on short sequences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+
+import pytest
+import torch
+
+from instructcoder_utils import train as T
+from instructcoder_utils.config import ProfileError, load_profile
+from instructcoder_utils.models import load_tokenizer
+
+MODEL = "builtin:smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def tok(smollm_dir):
+    return load_tokenizer(MODEL)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return T.toy_edit_dataset(n_train=8, n_val=2, seed=1, max_lines=6)
+
+
+def _profile(**training):
+    base = {"lora_r": 2, "lora_alpha": 4, "lora_dropout": 0.1, "batch_size": 2, "max_steps": 4,
+            "max_length": 192, "eval_every_steps": 4, "save_every_steps": 2, "learning_rate": 1e-3,
+            "max_eval_examples": 2, "warmup_ratio": 0.0, "lr_scheduler": "linear"}
+    base.update(training)
+    return load_profile("smoke", {"training": base})
+
+
+def test_labels_mask_prompt_and_end_with_learned_eos(tok):
+    ex = T.encode_example(tok, "chat_v1", "Rename f to g.", "def f():\n    return 1", "def g():\n    return 1", 512)
+    assert tok.pad_token_id == tok.eos_token_id  # the setting where masking pad ids would drop EOS
+    ids, labels = ex["input_ids"], ex["labels"]
+    assert len(ids) == len(labels) == ex["length"]
+    n_prompt = len(ids) - ex["n_labels"]
+    assert all(x == T.IGNORE for x in labels[:n_prompt])
+    assert labels[n_prompt:] == ids[n_prompt:]  # the whole response is learned
+    assert ids[-1] == tok.eos_token_id and labels[-1] == tok.eos_token_id
+    assert "def g()" in tok.decode(ids[n_prompt:]) and "def f()" not in tok.decode(ids[n_prompt:])
+
+
+def test_collate_pads_with_eos_but_keeps_eos_labels(tok):
+    rows = [T.encode_example(tok, "chat_v1", "Add x.", "a = 1", out, 512) for out in ("a = 1\nx = 2", "a = 1")]
+    b = T.collate(rows, tok.pad_token_id)
+    short = 1 if rows[1]["length"] < rows[0]["length"] else 0
+    n = rows[short]["length"]
+    assert b["input_ids"][short, n:].eq(tok.eos_token_id).all()  # pad == eos in the ids ...
+    assert b["labels"][short, n - 1] == tok.eos_token_id  # ... yet the real EOS stays learned
+    assert b["labels"][short, n:].eq(T.IGNORE).all()  # and padding is not
+    assert b["attention_mask"][short].sum() == n
+    assert b["labels"][1 - short, -1] == tok.eos_token_id
+
+
+def test_overlong_examples_dropped_and_counted_never_cut(tok, toy, tmp_path):
+    lengths = [T.encode_example(tok, "chat_v1", r["instruction"], r["input"], r["output"], 10**6)["length"]
+               for r in toy["train"]]
+    limit = sorted(lengths)[len(lengths) // 2]
+    out, counts = T.tokenize_splits(toy, tok, "chat_v1", limit, tmp_path)
+    assert counts["train"]["dropped_overlong"] == sum(n > limit for n in lengths) > 0
+    assert counts["train"]["kept"] + counts["train"]["dropped_overlong"] == len(toy["train"])
+    assert all(r["length"] <= limit and r["labels"][-1] == tok.eos_token_id for r in out["train"])
+    again, counts2 = T.tokenize_splits(toy, tok, "chat_v1", limit, tmp_path)  # served from the cache
+    assert counts2 == counts and again["train"]["input_ids"] == out["train"]["input_ids"]
+    assert len(list(tmp_path.iterdir())) == 2  # one cache per split, reused
+
+
+def test_batches_grouped_deterministic_and_subsets_nested():
+    lengths = [(i * 37) % 101 for i in range(200)]
+    a = T.epoch_batches(lengths, 8, seed=3, epoch=0, group=True)
+    assert a == T.epoch_batches(lengths, 8, seed=3, epoch=0, group=True)  # resumable order
+    assert a != T.epoch_batches(lengths, 8, seed=3, epoch=1, group=True)
+    assert sorted(i for b in a for i in b) == list(range(200))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a)
+    plain = T.epoch_batches(lengths, 8, seed=3, epoch=0, group=False)
+    assert spread < 0.5 * sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in plain)
+    small, big = (set(T.subset_indices(200, 5, 150, f)) for f in (0.25, 0.5))
+    assert small < big and len(small) == 38 and len(big) == 75
+
+
+def test_gradient_accumulation_normalizes_over_all_response_tokens(tok, toy):
+    """Two micro-batches of unequal token counts give the gradient of one batch: sum / total tokens."""
+    from accelerate import Accelerator
+
+    cfg = _profile(lora_dropout=0.0)
+    model = T.build_model(cfg.training, 2, "cpu", None)
+    for n, p in model.named_parameters():  # lora_B starts at zero; make the adapter non-trivial
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.02)
+    rows = [T.encode_example(tok, "chat_v1", r["instruction"], r["input"], r["output"], 10**6) for r in toy["train"]]
+    rows = sorted(rows, key=lambda r: r["n_labels"])[:3]
+    acc = Accelerator(cpu=True)
+    none = contextlib.nullcontext
+
+    def grads(batches):
+        model.zero_grad()
+        T.accumulate_gradients(model, [T.collate(b, tok.pad_token_id) for b in batches], acc, none, True)
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+
+    split = grads([rows[:1], rows[1:]])
+    whole = grads([rows])
+    assert torch.allclose(split, whole, rtol=1e-4, atol=1e-7)
+    # the "mean of means" a naive loop computes differs measurably (the test can fail)
+    model.zero_grad()
+    for b in (rows[:1], rows[1:]):
+        loss, n = T.token_loss_sum(model, T.collate(b, tok.pad_token_id))
+        (loss / n / 2).backward()
+    naive = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+    assert not torch.allclose(naive, whole, rtol=1e-3, atol=1e-6)
+
+
+def _adapter(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path):
+    cfg = _profile()
+    straight = T.train_all(cfg, tmp_path / "a", toy)
+    run_a = tmp_path / "a" / "04_training" / "main"
+
+    class Crash(RuntimeError):
+        pass
+
+    def crash(step):
+        if step == 2:
+            raise Crash
+
+    tok_ = load_tokenizer(MODEL)
+    out_b = tmp_path / "b"
+    tokenized, counts = T.tokenize_splits(toy, tok_, "chat_v1", 192, out_b / "04_training" / "cache")
+    key = T.data_hash(toy["train"]) + T.data_hash(toy["validation"])
+    run_b = out_b / "04_training" / "main"
+    with pytest.raises(Crash):
+        T.train_run(cfg, T.RunSpec("main", 1.0, 2), tokenized, counts, run_b, key, on_step=crash)
+    assert (run_b / "checkpoints" / "step-000002" / "state.pt").is_file()
+    assert not (run_b / "metrics.json").exists()
+    resumed = T.train_all(cfg, out_b, toy)  # picks up at step 2
+
+    wa, wb = _adapter(run_a), _adapter(run_b)
+    assert wa.keys() == wb.keys() and any("lora_B" in k for k in wa)
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], rtol=1e-5, atol=1e-7), k
+    assert any(float(v.abs().max()) > 0 for k, v in wa.items() if "lora_B" in k)  # it did train
+    rows_a = list(csv.DictReader((run_a / "loss.csv").open()))
+    rows_b = list(csv.DictReader((run_b / "loss.csv").open()))
+    assert [r["step"] for r in rows_a] == ["0", "1", "2", "3", "4"] and rows_a[0]["val_loss"] != ""
+    assert [float(r["train_loss"]) for r in rows_a[1:]] == pytest.approx(
+        [float(r["train_loss"]) for r in rows_b[1:]], rel=1e-4)
+    assert resumed["runs"][0]["final_val_loss"] == pytest.approx(straight["runs"][0]["final_val_loss"], rel=1e-4)
+    assert (run_a / "adapter" / "profile.yaml").is_file() and (run_a / "loss.png").is_file()
+    metrics = straight["runs"][0]
+    assert metrics["train_tokens"] > 0 and metrics["lora_r"] == 2
+    # an identical re-run is not retrained
+    again = T.train_all(cfg, tmp_path / "a", toy)
+    assert again["runs"][0]["seconds"] == metrics["seconds"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"lora_r": 0}, "training.lora_r"),
+    ({"sweeps": {"data_fractions": [0.5, 1.5]}}, "training.sweeps.data_fractions"),
+    ({"lr_scheduler": "cosine_restarts"}, "training.lr_scheduler"),
+    ({"lora_rank": 8}, "did you mean 'lora_r'"),
+])
+def test_bad_profile_values_give_one_clear_error(override, words):
+    with pytest.raises(ProfileError) as exc:
+        load_profile("smoke", {"training": override})
+    assert words in str(exc.value)
+
+
+def test_bad_template_and_modules_are_named(toy, tmp_path, smollm_dir):
+    with pytest.raises(ValueError, match="unknown prompt template 'chatml'"):
+        T.train_all(_profile(prompt_template="chatml"), tmp_path, toy)
+    with pytest.raises(T.TrainingError, match=r"training.target_modules: \['qkv'\].*q_proj"):
+        T.build_model(_profile(target_modules=["qkv"]).training, 2, "cpu", None)
+
+
+def test_sweep_runs_are_named_and_deduplicated():
+    cfg = _profile(sweeps={"data_fractions": [0.1, 0.5, 1.0], "lora_ranks": [2, 8]})
+    assert [(r.name, r.data_fraction, r.lora_r) for r in T.plan_runs(cfg.training)] == [
+        ("main", 1.0, 2), ("frac0.1", 0.1, 2), ("frac0.5", 0.5, 2), ("r8", 1.0, 8)]
