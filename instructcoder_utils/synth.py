@@ -6,7 +6,8 @@ Two sources, mixed by ``program_share``:
   building blocks (list/string/dict processing, numeric loops, parsing, a class), each paired with a
   behaviour edit (handle the empty list, ignore case, include the boundary, count instead of list,
   fix an off-by-one...) or a refactoring. Both versions are executed against reference semantics, so
-  the behaviour changes exactly where the instruction says and nowhere else.
+  the behaviour changes exactly where the instruction says and nowhere else. ``meta.test`` holds an
+  executable ``check()`` (EditEval's format; counts: ``with_test`` / ``test_dropped:<why>``).
 * **real source** (``synth_kinds``): functions and classes from the installed standard library (or
   any ``source_dirs``) with structural edits (renames, type hints, docstrings, logging, f-strings,
   dataclasses, guard clauses...), each checked by an AST-level test of what the instruction claims.
@@ -352,6 +353,9 @@ def synthesize(cfg, seed: int = 0, progress: bool = False) -> tuple[list[dict], 
     records = []
     for inst in rows:
         counts.setdefault(inst["kind"], Counter())["kept"] += 1
+        if inst.get("verified") == "execution":  # executable test kept, or why it was dropped (the instance stays)
+            dropped = inst.pop("test_dropped", None)
+            counts[inst["kind"]][f"test_dropped:{dropped}" if dropped else "with_test"] += 1
         meta = {k: v for k, v in inst.items() if k not in ("instruction", "input", "output", "scenario", "id")}
         records.append(make_record(inst["id"], inst["instruction"], inst["input"], inst["output"], inst["scenario"],
                                    f"synth:{inst['kind']}", **meta))

@@ -157,3 +157,63 @@ def test_custom_source_dir(tmp_path):
     assert {"rename_function", "remove_unused_imports", "loop_to_comprehension", "print_to_logging"} <= kinds
     assert all(check_record(r) is None for r in records)
     assert all(r["meta"]["origin"].startswith("shop:") for r in records)
+
+
+def _program_sample(seed: int = 3, per_family: int = 3) -> list[dict]:
+    """The first instances of every family: two behaviour edits and one refactoring where it has one."""
+    got: dict[tuple[str, bool], list[dict]] = {}
+    for i in range(600):
+        _, inst, _ = make_program_instance(seed, i)
+        if inst is None:
+            continue
+        key = (inst["family"], inst["behaviour_change"])
+        if len(got.setdefault(key, [])) < (per_family - 1 if key[1] else 1):
+            got[key].append(inst)
+    return [x for v in got.values() for x in v]
+
+
+def test_program_tests_pass_on_output_and_fail_on_input_in_the_sandbox():
+    """Each program instance's test, run exactly as EditEval's harness runs it (real sandbox): the
+    reference output passes; the input fails when the edit changes behaviour and passes a refactoring."""
+    import ast
+
+    from instructcoder_utils.sandbox import Sandbox, evaluate_samples
+
+    sample = _program_sample()
+    assert {x["family"] for x in sample} == {f.name for f in FAMILIES}
+    assert any(not x["behaviour_change"] for x in sample) and sum(x["behaviour_change"] for x in sample) >= 15
+    tasks = []
+    for j, x in enumerate(sample):
+        assert "def check" in x["test"] and "test_dropped" not in x, x["variant"]
+        cases = next(n.value for n in ast.parse(x["test"]).body
+                     if isinstance(n, ast.Assign) and n.targets[0].id == "_IC_CASES")
+        src = ast.get_source_segment(x["test"], cases)
+        assert repr(ast.literal_eval(src)) == src  # expected values are plain Python literals
+        tasks.append({"task_id": str(j), "test": x["test"]})
+    samples = ([{"task_id": str(j), "output": x["output"], "want": True, "v": x["variant"]} for j, x in enumerate(sample)]
+               + [{"task_id": str(j), "output": x["input"], "want": not x["behaviour_change"], "v": x["variant"]}
+                  for j, x in enumerate(sample)])
+    rows = evaluate_samples(tasks, samples, timeout=10, workers=2, progress=False, sandbox=Sandbox(timeout=10))
+    wrong = [(r["v"], r["want"], r["status"], r["detail"][-200:]) for r in rows if r["passed"] != r["want"]]
+    assert not wrong, wrong[:3]
+    assert all(r["status"] == "failed" for r in rows if not r["want"])  # an assertion, not a crash or timeout
+
+
+def test_program_tests_reach_the_test_split_and_structural_ones_have_none():
+    """Synthesized records keep meta.test through the DatasetDict (meta as JSON) into evaluation tasks."""
+    from instructcoder_utils.evaluate import _record_to_task
+    from instructcoder_utils.filtering import split_records, to_dataset_dict
+
+    cfg = SynthConfig(source_dirs=[str(STDLIB / "json")], max_instances=120, workers=1, program_share=0.5)
+    records, counts = synthesize(cfg, seed=5)
+    prog = {r["id"] for r in records if r["meta"]["verified"] == "execution"}
+    assert prog and len(prog) < len(records)
+    with_test = sum(c.get("with_test", 0) for c in counts.values())
+    dropped = sum(n for c in counts.values() for k, n in c.items() if k.startswith("test_dropped:"))
+    assert with_test + dropped == len(prog) and with_test >= 0.9 * len(prog)
+    ds = to_dataset_dict(split_records(records, 0.1, 0.5, None, seed=0))
+    assert not any("test" in r["meta"] for r in records if r["id"] not in prog)  # structural: exact match
+    has_test = {r["id"]: "test" in r["meta"] for r in records}
+    tasks = [_record_to_task(r) for r in ds["test"]]
+    assert tasks and all(bool(t["test"]) == has_test[t["task_id"]] for t in tasks)
+    assert any(t["test"] for t in tasks) and any(not t["test"] for t in tasks)
