@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import stats  # noqa: E402
 from .files import read_json  # noqa: E402
 
 SET_NAMES = {"editeval": "EditEval (194, execution)", "own": "own benchmark (execution)",
@@ -23,11 +24,8 @@ SET_NAMES = {"editeval": "EditEval (194, execution)", "own": "own benchmark (exe
 
 
 def _save(fig, path: Path, dpi: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    """Figures are written the way stage 03's are (one helper: stats._save)."""
+    return stats._save(fig, path.parent, path.stem, dpi)
 
 
 def accuracy_table(out: Path) -> pd.DataFrame:
