@@ -84,10 +84,11 @@ def sweep_table(out: Path) -> pd.DataFrame:
     runs = {r["name"]: r for r in read_json(out / "04_training" / "runs.json")["runs"]}
     main = runs.get(read_json(out / "04_training" / "runs.json")["main"], {})
     rows = [{"run": main.get("name"), "data_fraction": main.get("data_fraction", 1.0), "lora_r": main.get("lora_r"),
-             **{k: v["tuned"] for k, v in scores["sets"].items()}}]
+             "mix": main.get("mix") or "all", **{k: v["tuned"] for k, v in scores["sets"].items()}}]
     for label, s in (scores.get("sweeps") or {}).items():
         rows.append({"run": label.removeprefix("run-"), **s})
     df = pd.DataFrame(rows)
+    df["mix"] = df["mix"].fillna("all") if "mix" in df else "all"
     for col in ("train_examples", "final_val_loss"):
         df[col] = [runs.get(r, {}).get(col) for r in df["run"]]
     return df
@@ -96,7 +97,8 @@ def sweep_table(out: Path) -> pd.DataFrame:
 def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
                         dpi: int = 120) -> Path | None:
     """Pass rate vs fraction of the training data (the paper's data-scaling figure)."""
-    df = sweeps[sweeps["lora_r"] == base_rank] if base_rank is not None else sweeps
+    df = sweeps[sweeps["mix"] == "all"]
+    df = df[df["lora_r"] == base_rank] if base_rank is not None else df
     df = df.dropna(subset=["data_fraction"]).sort_values("data_fraction")
     if df["data_fraction"].nunique() < 2:
         return None
@@ -113,7 +115,7 @@ def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[
 
 
 def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
-    df = sweeps[sweeps["data_fraction"].fillna(1.0) == 1.0].dropna(subset=["lora_r"]).sort_values("lora_r")
+    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0) & (sweeps["mix"] == "all")].dropna(subset=["lora_r"]).sort_values("lora_r")
     if df["lora_r"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -124,6 +126,29 @@ def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 12
     ax.set_xlabel("LoRA rank")
     ax.set_ylabel("pass@1 (%)")
     ax.set_title("LoRA rank")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
+    """Pass rate when training on all the data vs only its behaviour-changing edits or only its
+    refactorings (the paper's data-mix ablation at our scale); bars are labelled with example counts."""
+    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0)]
+    df = df[df["mix"].ne("all") | df["run"].eq("main")].drop_duplicates("mix")
+    if df["mix"].nunique() < 2:
+        return None
+    order = [m for m in ("all", "behaviour", "refactor") if m in set(df["mix"])]
+    df = df.set_index("mix").reindex(order)
+    shown = [s for s in sets if s in df and df[s].notna().any()]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    w = 0.8 / max(1, len(shown))
+    for j, s in enumerate(shown):
+        ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s].fillna(0), w,
+               label=SET_NAMES.get(s, s))
+    n = df["train_examples"] if "train_examples" in df else pd.Series([None] * len(order), index=order)
+    ax.set_xticks(range(len(order)), [f"{m}\n({int(k)} ex.)" if pd.notna(k) else m for m, k in zip(order, n, strict=True)])
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title("Data mix: all vs behaviour-changing only vs refactorings only")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi)
 

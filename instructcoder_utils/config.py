@@ -186,12 +186,16 @@ class FilteringConfig(Section):
 
 # --------------------------------------------------------------------------- 04 training
 class SweepConfig(Section):
-    """Extra training runs beside ``main``: nested data subsets and other LoRA ranks."""
+    """Extra training runs beside ``main``: nested data subsets, other LoRA ranks, data mixes."""
 
     data_fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=list, description="nested subsets of the training split, e.g. [0.1, 0.5, 1.0]"
     )
     lora_ranks: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default_factory=list)
+    data_mixes: list[Literal["behaviour", "refactor"]] = Field(
+        default_factory=list, description="train on one part of the data only: behaviour-changing edits "
+        "(verified by execution) or behaviour-preserving refactorings; each a run named mix-<part>"
+    )
 
 
 class TrainingConfig(Section):
@@ -204,6 +208,14 @@ class TrainingConfig(Section):
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
+    lora_layers: int | None = Field(
+        None, ge=1, description="LoRA on the top N transformer layers only: backward stops below them, "
+        "so a step costs less (null = every layer)"
+    )
+    edit_token_weight: float = Field(
+        1.0, ge=1, description="loss weight of the response tokens that differ from the input (1 = plain SFT); "
+        "a whole-program reply is mostly copied lines, and this keeps the edit from drowning in them"
     )
     learning_rate: float = Field(3e-4, gt=0, lt=1)
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"

@@ -23,7 +23,7 @@ from typing import Any
 
 from .config import Profile
 from .files import iter_jsonl, read_json, write_json, write_jsonl
-from .prompts import cut_reply, extract_code, get_template, render_prompt, reply_end
+from .prompts import cut_reply, edited_program, fingerprint, get_template, render_prompt, reply_end
 from .stats import edit_ratio  # the paper's r, as stage 03 reports it
 
 GEN_VERSION = "gen-v1"  # bump when generation logic changes what a cached reply would be
@@ -146,7 +146,7 @@ class ModelSpec:
     def identity(self) -> dict[str, Any]:
         t = get_template(self.template)
         return {"model": self.base_model, "adapter": adapter_hash(self.adapter) if self.adapter else None,
-                "kind": self.kind, "template": self.template, "template_hash": _sha(repr(t)), "gen": GEN_VERSION}
+                "kind": self.kind, "template": self.template, "template_hash": _sha(fingerprint(t)), "gen": GEN_VERSION}
 
 
 def adapter_hash(path: str | Path) -> str:
@@ -218,33 +218,6 @@ class SampleStore:
 
 
 # --------------------------------------------------------------------------- HF generation
-def make_fence_stop(tokenizer, template: str, prompt_len: int, limits: Sequence[int]):
-    """A StoppingCriteria that ends each sequence on its own: at the closing fence of its reply (or a
-    template stop string), or when it has used its own new-token bound."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class FenceStop(StoppingCriteria):
-        def __init__(self) -> None:
-            self.done = torch.zeros(len(limits), dtype=torch.bool)
-            self.limits = torch.tensor(list(limits))
-            self.reason = ["eos"] * len(limits)
-
-        def __call__(self, input_ids, scores, **kwargs):
-            n_new = input_ids.shape[1] - prompt_len
-            for i in range(input_ids.shape[0]):
-                if self.done[i]:
-                    continue
-                text = tokenizer.decode(input_ids[i, prompt_len:], skip_special_tokens=False)
-                if reply_end(template, text) is not None:
-                    self.done[i], self.reason[i] = True, "stop"
-                elif n_new >= int(self.limits[i]):
-                    self.done[i], self.reason[i] = True, "length"
-            return self.done.clone().to(input_ids.device)
-
-    return FenceStop()
-
-
 class HFGenerator:
     """A local causal LM (+ merged LoRA adapter) that writes replies for prompts in batches."""
 
@@ -273,31 +246,32 @@ class HFGenerator:
     def input_tokens(self, task: dict[str, Any]) -> int:
         return len(self.tok(task["input"], add_special_tokens=False).input_ids)
 
-    def generate(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, seed: int = 0):
-        """Replies (cut at their end), new-token counts and stop reasons for one batch."""
-        import torch
+    def stream(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, batch_size: int,
+               seed: int = 0):
+        """Yield (index, reply cut at its end, new tokens, stop reason) as each reply completes
+        (continuous batching: a finished row's slot goes to the next prompt at once)."""
+        from .decoding import continuous_generate
 
-        enc = self.tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        plen = enc.input_ids.shape[1]
-        stop = make_fence_stop(self.tok, self.spec.template, plen, limits)
-        kwargs: dict[str, Any] = {"do_sample": False}
-        if not decoding.greedy:
-            torch.manual_seed(seed)
-            kwargs = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p, "top_k": 0}
-        with torch.inference_mode():
-            out = self.model.generate(
-                **enc, max_new_tokens=max(limits), stopping_criteria=[stop], pad_token_id=self.tok.pad_token_id,
-                eos_token_id=self.tok.eos_token_id, use_cache=True, **kwargs,
-            )
-        replies, counts = [], []
-        for i in range(out.shape[0]):
-            ids = out[i, plen:]
-            keep = ids != self.tok.pad_token_id
-            n = int(keep.nonzero().max()) + 1 if keep.any() else 0
-            text = self.tok.decode(ids[:n], skip_special_tokens=True)
-            replies.append(cut_reply(self.spec.template, text))
-            counts.append(n)
-        return replies, counts, stop.reason
+        template = self.spec.template
+        ids = [self.tok(p, add_special_tokens=False).input_ids for p in prompts]
+
+        def is_done(_: int, new: list[int]) -> bool:
+            return reply_end(template, self.tok.decode(new, skip_special_tokens=False)) is not None
+
+        for r in continuous_generate(self.model, ids, limits, eos_id=self.tok.eos_token_id, batch_size=batch_size,
+                                     is_done=is_done, temperature=decoding.temperature, top_p=decoding.top_p,
+                                     seed=seed, device=self.device):
+            text = self.tok.decode(r.ids, skip_special_tokens=True)
+            yield r.index, cut_reply(template, text), len(r.ids), r.reason
+
+    def generate(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, batch_size: int = 8,
+                 seed: int = 0) -> tuple[list[str], list[int], list[str]]:
+        """Replies, new-token counts and stop reasons, in the order of ``prompts``."""
+        out: dict[int, tuple[str, int, str]] = {}
+        for i, reply, n, why in self.stream(prompts, limits, decoding, batch_size, seed):
+            out[i] = (reply, n, why)
+        got = [out[i] for i in range(len(prompts))]
+        return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
 
 
 def _todo(tasks: Sequence[dict[str, Any]], spec: ModelSpec, decoding: Decoding, dtype: str,
@@ -319,29 +293,24 @@ def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]]
     from tqdm.auto import tqdm
 
     todo = _todo(tasks, gen.spec, decoding, gen.dtype, store)
-    t0 = time.perf_counter()
-    items = [(t, s, key, gen.prompt(t)) for t, s, key in todo]
-    lengths = {key: len(gen.tok(p, add_special_tokens=False).input_ids) for _, _, key, p in items}
-    items.sort(key=lambda x: -lengths[x[2]])
+    t0 = last = time.perf_counter()
+    prompts = [gen.prompt(t) for t, _, _ in todo]
+    limits = [decoding.bound(gen.input_tokens(t)) for t, _, _ in todo]
     new_tokens = 0
-    bar = tqdm(total=len(items), desc=f"{gen.spec.label}/{set_name}", unit="task", disable=not progress)
-    for b in range(0, len(items), batch_size):
-        batch = items[b: b + batch_size]
-        limits = [decoding.bound(gen.input_tokens(t)) for t, _, _, _ in batch]
-        tb = time.perf_counter()
-        replies, counts, reasons = gen.generate([p for *_, p in batch], limits, decoding, seed=b)
-        secs = (time.perf_counter() - tb) / len(batch)
-        rows = [
-            {"key": key, "set": set_name, "task_id": t["task_id"], "sample": s, "model": gen.spec.label,
-             "template": gen.spec.template, "reply": r, "new_tokens": c, "stop": why, "seconds": round(secs, 3)}
-            for (t, s, key, _), r, c, why in zip(batch, replies, counts, reasons, strict=True)
-        ]
-        store.add(rows)
-        new_tokens += sum(counts)
-        bar.update(len(batch))
+    bar = tqdm(total=len(todo), desc=f"{gen.spec.label}/{set_name}", unit="task", disable=not progress)
+    seed = int(_sha(set_name, gen.spec.label)[:8], 16) if not decoding.greedy else 0
+    for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed):
+        t, s, key = todo[i]
+        now = time.perf_counter()
+        store.add([{"key": key, "set": set_name, "task_id": t["task_id"], "sample": s, "model": gen.spec.label,
+                    "template": gen.spec.template, "reply": reply, "new_tokens": n, "stop": why,
+                    "seconds": round(now - last, 3)}])
+        last = now
+        new_tokens += n
+        bar.update(1)
     bar.close()
     secs = time.perf_counter() - t0
-    return {"generated": len(items), "cached": len(tasks) * decoding.n - len(items), "seconds": round(secs, 2),
+    return {"generated": len(todo), "cached": len(tasks) * decoding.n - len(todo), "seconds": round(secs, 2),
             "new_tokens": new_tokens, "tokens_per_s": round(new_tokens / secs, 1) if secs and new_tokens else None,
             "dtype": gen.dtype}
 
@@ -441,7 +410,7 @@ def score_set(tasks: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]]
     rows = []
     for s in samples:
         t = by_id[s["task_id"]]
-        code = extract_code(s["reply"])
+        code = edited_program(s.get("template") or "chat_v1", s["reply"], t["input"])
         rows.append({"task_id": s["task_id"], "sample": s["sample"], "output": code,
                      "unchanged": normalize_code(code) == normalize_code(t["input"]), "empty": not code.strip(),
                      "edit_ratio": round(edit_ratio(t["input"], t["output"]), 4)})
@@ -605,7 +574,7 @@ def run_spec(cfg: Profile, out: Path, run: dict[str, Any], role: str) -> ModelSp
     label = f"tuned-{run['name']}" if role == "tuned" else f"run-{run['name']}"
     return ModelSpec(label, run.get("base_model") or cfg.training.base_model,
                      run.get("prompt_template") or cfg.training.prompt_template, str(adapter), role=role,
-                     run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r")})
+                     run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r", "mix")})
 
 
 def evaluate_runs(cfg: Profile, out: Path, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
@@ -677,6 +646,7 @@ def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: d
         comparison[name] = compare(_per_task(stage_out, base["label"], name), _per_task(stage_out, tuned["main"], name))
     if tuned.get("sweeps"):
         scores["sweeps"] = {k: {"data_fraction": v.get("data_fraction"), "lora_r": v.get("lora_r"),
+                                "mix": v.get("mix") or "all",
                                 **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()}}
                             for k, v in tuned["sweeps"].items()}
     if api:

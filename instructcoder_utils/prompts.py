@@ -23,6 +23,7 @@ class Template:
     user: str  # format string with {instruction} and {input}
     response: str  # format string with {output}
     stop: tuple[str, ...]  # generation may stop at any of these (after the response starts)
+    edit_format: str = "whole"  # "whole": the reply is the edited program; "diff": search/replace blocks
 
 
 TEMPLATES: dict[str, Template] = {
@@ -37,6 +38,20 @@ TEMPLATES: dict[str, Template] = {
         ),
         response="```python\n{output}\n```",
         stop=("\n```\n", "\n```<", "<|im_end|>"),
+    ),
+    # Same prompt as chat_v1, but the reply names only the changed region: SEARCH/REPLACE blocks inside
+    # one fence. Loss falls on the edit instead of on copying the program, and replies are short.
+    "chat_diff_v1": Template(
+        name="chat_diff_v1",
+        chat=True,
+        system=None,
+        user=(
+            "{instruction}\n\n```python\n{input}\n```\n\n"
+            "Reply with the changed lines as SEARCH/REPLACE blocks in one ```python block."
+        ),
+        response="```python\n{output}\n```",
+        stop=("\n```\n", "\n```<", "<|im_end|>"),
+        edit_format="diff",
     ),
     # Chat template with a system role that describes the task.
     "chat_system_v1": Template(
@@ -75,6 +90,13 @@ TEMPLATES: dict[str, Template] = {
 BASE_PROMPTS = ("chat_v1", "chat_system_v1", "plain_v1", "alpaca_v1")
 
 
+def fingerprint(t: Template) -> str:
+    """What a template's cache keys hash: its fields, the edit format only where it is not the default
+    (so adding that field kept every whole-program cache valid)."""
+    fields = {k: v for k, v in vars(t).items() if not (k == "edit_format" and v == "whole")}
+    return repr(sorted(fields.items())) if "edit_format" in fields else repr(t).replace(", edit_format='whole'", "")
+
+
 def get_template(name: str) -> Template:
     if name not in TEMPLATES:
         raise ValueError(f"unknown prompt template {name!r}; templates: {', '.join(TEMPLATES)}")
@@ -93,10 +115,84 @@ def render_prompt(template: str | Template, instruction: str, input_code: str, t
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def render_response(template: str | Template, output_code: str) -> str:
-    """The response text the model is trained to produce (EOS is appended by the trainer)."""
+def render_response(template: str | Template, output_code: str, input_code: str = "") -> str:
+    """The response text the model is trained to produce (EOS is appended by the trainer): the edited
+    program, or for a ``diff`` template the search/replace blocks that turn the input into it."""
     t = get_template(template) if isinstance(template, str) else template
-    return t.response.format(output=output_code.rstrip("\n"))
+    body = make_diff(input_code, output_code) if t.edit_format == "diff" else output_code
+    return t.response.format(output=body.rstrip("\n"))
+
+
+SEARCH, DIVIDER, REPLACE = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
+
+
+def make_diff(before: str, after: str, merge_gap: int = 2) -> str:
+    """Search/replace blocks that turn ``before`` into ``after``, line based. Changes closer than
+    ``merge_gap`` unchanged lines share one block; each block's search text is widened by context
+    lines until it occurs exactly once in ``before`` (so applying it is unambiguous)."""
+    import difflib
+
+    a, b = before.rstrip("\n").split("\n"), after.rstrip("\n").split("\n")
+    hunks: list[list[int]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if hunks and i1 - hunks[-1][1] <= merge_gap:
+            hunks[-1][1], hunks[-1][3] = i2, j2
+        else:
+            hunks.append([i1, i2, j1, j2])
+    text = "\n".join(a)
+    blocks = []
+    for i1, i2, j1, j2 in hunks:
+        while (i1 == i2 or text.count("\n".join(a[i1:i2])) != 1) and (i1 > 0 or i2 < len(a)):
+            if i1 > 0:
+                i1, j1 = i1 - 1, j1 - 1
+            elif i2 < len(a):
+                i2, j2 = i2 + 1, j2 + 1
+        blocks.append("\n".join([SEARCH, *a[i1:i2], DIVIDER, *b[j1:j2], REPLACE]))
+    return "\n".join(blocks)
+
+
+_BLOCK = re.compile(r"^<<<<<<< SEARCH[ \t]*\n(.*?)^=======[ \t]*\n(.*?)^>>>>>>> REPLACE[ \t]*$", re.S | re.M)
+
+
+def apply_diff(before: str, reply: str) -> str | None:
+    """``before`` with each search/replace block of ``reply`` applied in order, or None when the reply
+    has no block. A search text is matched exactly, else line by line ignoring trailing spaces; a block
+    that matches nowhere is skipped (the program stays as it was there, and so usually fails its test)."""
+    blocks = _BLOCK.findall(reply.replace("\r\n", "\n") + "\n")
+    if not blocks:
+        return None
+    lines = before.rstrip("\n").split("\n")
+    for old, new in blocks:
+        old_l, new_l = old[:-1].split("\n") if old else [], new[:-1].split("\n") if new else []
+        at = _find_lines(lines, old_l)
+        if at is not None:
+            lines[at: at + len(old_l)] = new_l
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _find_lines(lines: list[str], old: list[str]) -> int | None:
+    if not old:
+        return None
+    for strip in (lambda x: x, str.rstrip, str.strip):
+        want = [strip(x) for x in old]
+        for i in range(len(lines) - len(old) + 1):
+            if [strip(x) for x in lines[i: i + len(old)]] == want:
+                return i
+    return None
+
+
+def edited_program(template: str | Template, reply: str, input_code: str) -> str:
+    """The edited program a reply stands for: blocks applied to the input for a ``diff`` template
+    (a reply with no block but a whole program is read as that program), else the extracted code."""
+    t = get_template(template) if isinstance(template, str) else template
+    if t.edit_format == "diff":
+        text = reply.replace("<|im_end|>", "").replace("<|endoftext|>", "")
+        applied = apply_diff(input_code, text)
+        if applied is not None:
+            return applied
+    return extract_code(reply)
 
 
 _FENCE_LINE = re.compile(r"^[ \t]*```", re.M)

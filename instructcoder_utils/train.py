@@ -55,7 +55,7 @@ from .models import load_model, load_tokenizer
 from .prompts import get_template, render_prompt, render_response
 
 IGNORE = -100
-TOKENIZE_VERSION = "sft-v1"  # bump when encode_example changes: invalidates the token cache
+TOKENIZE_VERSION = "sft-v3"  # bump when encode_example changes: invalidates the token cache
 STAGE = "04_training"
 
 
@@ -66,11 +66,12 @@ class TrainingError(ValueError):
 # --------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: the main run or a sweep point (data fraction, LoRA rank)."""
+    """One training run: the main run or a sweep point (data fraction, LoRA rank, data mix)."""
 
     name: str
     data_fraction: float
     lora_r: int
+    mix: str = "all"  # "behaviour" / "refactor": only that part of the training split
 
 
 def plan_runs(tc: TrainingConfig) -> list[RunSpec]:
@@ -82,6 +83,8 @@ def plan_runs(tc: TrainingConfig) -> list[RunSpec]:
     for r in tc.sweeps.lora_ranks:
         if r != tc.lora_r:
             runs.append(RunSpec(f"r{r}", 1.0, int(r)))
+    for m in tc.sweeps.data_mixes:
+        runs.append(RunSpec(f"mix-{m}", 1.0, tc.lora_r, m))
     seen: set[str] = set()
     return [r for r in runs if not (r.name in seen or seen.add(r.name))]
 
@@ -91,6 +94,8 @@ def run_training_config(tc: TrainingConfig, spec: RunSpec) -> dict[str, Any]:
     d = tc.model_dump(mode="json")
     d.pop("sweeps")
     d.update(lora_r=spec.lora_r, data_fraction=spec.data_fraction, run=spec.name)
+    if spec.mix != "all":  # only where set, so the hashes of earlier runs still hold
+        d["mix"] = spec.mix
     return d
 
 
@@ -151,19 +156,62 @@ def encode_example(
 
     Labels are built from the two token lists, never by masking pad ids (pad == EOS here). An example
     longer than ``max_length`` is flagged ``overlong`` (the caller drops it), never truncated.
+    ``edit_mask`` marks the response tokens that differ from the input (see ``changed_chars``), so
+    training can weigh the edit above the copied lines (``training.edit_token_weight``).
     """
     prompt = render_prompt(template, instruction, input_code, tokenizer)
-    response = render_response(template, output_code)
+    response = render_response(template, output_code, input_code)
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    enc = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
+    r_ids = enc["input_ids"] + [tokenizer.eos_token_id]
+    changed = None
+    body = output_code.rstrip("\n")
+    if get_template(template).edit_format == "whole" and body and body in response:
+        at = response.index(body)  # the program inside the template's fence
+        changed = [False] * at + changed_chars(input_code, body) + [False] * (len(response) - at - len(body))
+    edit = [int(changed is not None and any(changed[a:b])) for a, b in enc["offset_mapping"]] + [0]
     ids = p_ids + r_ids
     return {
         "input_ids": ids,
         "labels": [IGNORE] * len(p_ids) + r_ids,
+        "edit_mask": [0] * len(p_ids) + edit,
         "length": len(ids),
         "n_labels": len(r_ids),
         "overlong": len(ids) > max_length,
     }
+
+
+def changed_chars(input_code: str, response: str) -> list[bool]:
+    """Per character of ``response`` (the edited program): is it part of the edit? Lines are aligned with the input first
+    (inserted lines are all edit; replaced lines are refined character by character); where input lines
+    were deleted, the first character after them is marked, since that is where the model must skip."""
+    import difflib
+
+    out = [False] * (len(response) + 1)
+    a = input_code.rstrip("\n").split("\n")
+    b = response.split("\n")
+    starts, pos = [], 0
+    for line in b:
+        starts.append(pos)
+        pos += len(line) + 1
+    starts.append(len(response))
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "delete":
+            out[min(starts[j1], len(response))] = True
+            continue
+        if tag == "insert":
+            for k in range(starts[j1], starts[j2]):
+                out[k] = True
+            continue
+        old, new = "\n".join(a[i1:i2]), "\n".join(b[j1:j2])
+        for t2, _, _, k1, k2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+            if t2 == "equal":
+                continue
+            for k in range(k1, k2 if t2 != "delete" else k1 + 1):  # a deletion marks the char after it
+                out[min(starts[j1] + k, len(response))] = True
+    return out[:len(response)]
 
 
 def data_hash(split) -> str:
@@ -201,7 +249,8 @@ def tokenize_splits(dataset, tokenizer, template: str, max_length: int, cache_ro
             tok = datasets.load_from_disk(str(cache))
         else:
             tok = ds.map(
-                lambda r: encode_example(tokenizer, template, r["instruction"], r["input"], r["output"], max_length),
+                lambda r: {**encode_example(tokenizer, template, r["instruction"], r["input"], r["output"],
+                                            max_length), "behaviour": is_behaviour_edit(r)},
                 remove_columns=[c for c in ds.column_names if c != "id"],
                 desc=f"tokenize {split}",
                 keep_in_memory=True,  # never write cache files into the input stage's folder
@@ -218,6 +267,18 @@ def tokenize_splits(dataset, tokenizer, template: str, max_length: int, cache_ro
         counts[split] = {"examples": len(tok), "kept": len(kept), "dropped_overlong": int(overlong.sum())}
         out[split] = kept
     return out, counts
+
+
+def is_behaviour_edit(record: dict[str, Any]) -> bool:
+    """Whether an instance changes what the program does (the synthesizer's execution-verified kinds);
+    refactorings and records without that mark count as behaviour-preserving."""
+    meta = record.get("meta") or {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            meta = {}
+    return bool(isinstance(meta, dict) and meta.get("behaviour_change"))
 
 
 def subset_indices(n: int, seed: int, max_examples: int | None, fraction: float) -> list[int]:
@@ -247,18 +308,25 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, gr
     return batches
 
 
-def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest row: ids with pad, labels with -100 (never derived from pad ids)."""
+def collate(rows: list[dict], pad_id: int, edit_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest row: ids with pad, labels with -100 (never derived from pad ids).
+    With ``edit_weight`` != 1, a ``weights`` tensor gives each edited response token that weight."""
     width = max(len(r["input_ids"]) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    weights = torch.ones((len(rows), width))
     for i, r in enumerate(rows):
         n = len(r["input_ids"])
         ids[i, :n] = torch.tensor(r["input_ids"])
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if edit_weight != 1.0 and "edit_mask" in r:
+            weights[i, :n] += (edit_weight - 1.0) * torch.tensor(r["edit_mask"], dtype=torch.float)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if edit_weight != 1.0:
+        batch["weights"] = weights
+    return batch
 
 
 # --------------------------------------------------------------------------- loss
@@ -270,8 +338,9 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def token_loss_sum(model, batch: dict[str, torch.Tensor], sparse_logits: bool = True) -> tuple[torch.Tensor, int]:
-    """Sum of cross-entropy over response tokens, and their count.
+def token_loss_sum(model, batch: dict[str, torch.Tensor], sparse_logits: bool = True) -> tuple[torch.Tensor, float]:
+    """Sum of cross-entropy over response tokens, and their count (both weighted where the batch has
+    ``weights``: an edited token then counts as ``edit_token_weight`` tokens).
 
     The vocabulary projection runs only where the next token is a label (``logits_to_keep`` as a
     boolean mask), which saves the prompt's share of the biggest matmul.
@@ -287,6 +356,10 @@ def token_loss_sum(model, batch: dict[str, torch.Tensor], sparse_logits: bool = 
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         logits = logits[keep]
+    if "weights" in batch:
+        w = batch["weights"][:, 1:][keep[:, :-1]]
+        loss = (torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none") * w).sum()
+        return loss, float(w.sum())
     loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     return loss, int(targets.numel())
 
@@ -310,6 +383,14 @@ def evaluate(model, rows, batch_size: int, device, autocast: Callable, pad_id: i
     return total / max(n, 1)
 
 
+def _label_weight(batch: dict[str, torch.Tensor]) -> float:
+    """How many (weighted) tokens the batch's loss is a sum over."""
+    learned = batch["labels"][:, 1:] != IGNORE
+    if "weights" in batch:
+        return float(batch["weights"][:, 1:][learned].sum())
+    return int(learned.sum())
+
+
 def accumulate_gradients(model, batches: list[dict], acc, autocast: Callable, sparse: bool,
                          scaler=None) -> tuple[float, int, int]:
     """Backward over the micro-batches of one optimizer step; returns (loss sum, response tokens, tokens).
@@ -320,7 +401,7 @@ def accumulate_gradients(model, batches: list[dict], acc, autocast: Callable, sp
     token in a short batch more than one in a long batch.
     """
     world = acc.num_processes
-    n_local = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    n_local = sum(_label_weight(b) for b in batches)
     n_global = float(n_local)
     if world > 1:
         n_global = float(acc.reduce(torch.tensor(float(n_local), device=acc.device), "sum"))
@@ -424,8 +505,13 @@ def build_model(tc: TrainingConfig, lora_r: int, device: str, autocast_dtype):
         raise TrainingError(
             f"training.target_modules: {absent} not found in {tc.base_model}; linear layers are: {', '.join(linear)}"
         )
+    layers = None
+    if tc.lora_layers:
+        n = model.config.num_hidden_layers
+        layers = list(range(max(0, n - tc.lora_layers), n))
     lcfg = LoraConfig(r=lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
-                      target_modules=list(tc.target_modules), task_type="CAUSAL_LM", bias="none")
+                      target_modules=list(tc.target_modules), layers_to_transform=layers,
+                      task_type="CAUSAL_LM", bias="none")
     model = get_peft_model(model, lcfg)
     model.config.use_cache = False
     return model
@@ -539,6 +625,9 @@ def train_run(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     train_rows = tokenized["train"]
+    if spec.mix != "all":
+        want = spec.mix == "behaviour"
+        train_rows = train_rows.select([i for i, b in enumerate(train_rows["behaviour"]) if bool(b) == want])
     idx = subset_indices(len(train_rows), cfg.seed, tc.max_train_examples, spec.data_fraction)
     if not idx:
         raise TrainingError("no training examples left after dropping over-long ones; raise training.max_length")
@@ -609,7 +698,7 @@ def train_run(
     while progress["step"] < total_steps:
         t0 = time.time()
         micro = [next(stream) for _ in range(ga)]
-        batches = [collate([train_list[i] for i in b], tokenizer_pad) for _, _, b in micro]
+        batches = [collate([train_list[i] for i in b], tokenizer_pad, tc.edit_token_weight) for _, _, b in micro]
         step_loss, n_local, n_tok = accumulate_gradients(model, batches, acc, autocast, sparse, scaler)
         progress["tokens"] += n_tok
         if scaler.is_enabled():
@@ -622,7 +711,7 @@ def train_run(
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         progress["step"] += 1
-        progress["response_tokens"] += int(n_local)
+        progress["response_tokens"] += sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
         progress["train_seconds"] += time.time() - t0
         step = progress["step"]
         train_loss = step_loss / max(n_local, 1)
@@ -660,7 +749,8 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     resolved = cfg.model_dump(mode="json")
     resolved["training"] = {**resolved["training"], "lora_r": spec.lora_r}
     (tmp / "profile.yaml").write_text(yaml.safe_dump({**resolved, "run": {"name": spec.name,
-                                      "data_fraction": spec.data_fraction, "config_hash": chash}},
+                                      "data_fraction": spec.data_fraction, "mix": spec.mix,
+                                      "config_hash": chash}},
                                       sort_keys=False))
     load_tokenizer(cfg.training.base_model).save_pretrained(tmp)
     shutil.rmtree(adapter_dir, ignore_errors=True)
@@ -676,7 +766,7 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     metrics = {
         "run": spec.name, "config_hash": chash, "base_model": cfg.training.base_model,
         "prompt_template": cfg.training.prompt_template, "lora_r": spec.lora_r,
-        "data_fraction": spec.data_fraction, "train_examples": len(train_list),
+        "data_fraction": spec.data_fraction, "mix": spec.mix, "train_examples": len(train_list),
         "train_tokens": int(sum(r["length"] for r in train_list)),
         "dropped_overlong": {k: v["dropped_overlong"] for k, v in counts.items()}, "split_counts": counts,
         "steps": progress["step"], "tokens_seen": progress["tokens"],
@@ -777,7 +867,7 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
             continue
         entries.append({
             "name": spec.name, "adapter": f"{STAGE}/{spec.name}/adapter", "data_fraction": spec.data_fraction,
-            "lora_r": spec.lora_r, "prompt_template": tc.prompt_template, "base_model": tc.base_model,
+            "lora_r": spec.lora_r, "mix": spec.mix, "prompt_template": tc.prompt_template, "base_model": tc.base_model,
             "train_examples": m["train_examples"], "train_tokens": m["train_tokens"],
             "seconds": m["train_seconds"], "tokens_per_s": m["tokens_per_s"],
             "initial_val_loss": m["initial_val_loss"], "final_val_loss": m["final_val_loss"],

@@ -53,23 +53,51 @@ def test_reply_end_stops_at_closing_fence_only():
     assert reply_end("plain_v1", "def a():\n    pass\n\n\ndef b():\n    pass\n") is None  # PEP 8 blank lines
 
 
-def test_fence_stop_criteria_per_sequence(smollm_dir):
+@pytest.mark.slow
+def test_continuous_batching_matches_generate(smollm_dir):
+    """Greedy replies from continuous batching (rows leave at their bound, new prompts join a running
+    batch with a cache of another length) are the replies ``model.generate`` writes one prompt at a time."""
     import torch
 
-    from instructcoder_utils.models import load_tokenizer
+    from instructcoder_utils.decoding import continuous_generate
+    from instructcoder_utils.models import load_model, load_tokenizer
 
     tok = load_tokenizer("builtin:smollm2-135m-instruct")
-    prompt = tok("Edit this:", add_special_tokens=False).input_ids
-    done = tok("```python\nx = 1\n```", add_special_tokens=False).input_ids
-    open_ = tok("```python\nx = 1\ny", add_special_tokens=False).input_ids
-    n = max(len(done), len(open_))
-    pad = tok.pad_token_id
-    rows = [prompt + done + [pad] * (n - len(done)), prompt + open_ + [pad] * (n - len(open_)),
-            prompt + open_ + [pad] * (n - len(open_))]
-    stop = E.make_fence_stop(tok, "chat_v1", len(prompt), [100, 100, 3])
-    flags = stop(torch.tensor(rows), None)
-    assert flags.tolist() == [True, False, True]
-    assert stop.reason == ["stop", "eos", "length"]
+    model = load_model("builtin:smollm2-135m-instruct", dtype="fp32", device="cpu").eval()
+    texts = ["def add(a, b):", "Write a haiku about the sea.", "x = [1, 2, 3]\nprint(", "Name three colours.",
+             "class Stack:\n    def __init__(self):", "import os\n"]
+    prompts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+               for t in texts]
+    ids = [tok(p, add_special_tokens=False).input_ids for p in prompts]
+    limits = [6, 20, 9, 14, 4, 11]
+    got = {r.index: r for r in continuous_generate(model, ids, limits, eos_id=tok.eos_token_id, batch_size=3)}
+    assert sorted(got) == list(range(len(ids)))
+    for i, p in enumerate(ids):
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([p]), max_new_tokens=limits[i], do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        ref = out[0, len(p):].tolist()
+        ref = ref[:-1] if ref[-1] == tok.eos_token_id else ref
+        assert got[i].ids == ref, (i, tok.decode(got[i].ids), tok.decode(ref))
+        assert got[i].reason == ("length" if len(ref) == limits[i] else "eos")
+
+
+def test_continuous_batching_stop_rule_and_sampling(smollm_dir):
+    """The caller's stop rule ends a row where it says; sampling is seeded (same seed, same replies)."""
+    from instructcoder_utils.decoding import continuous_generate
+    from instructcoder_utils.models import load_model, load_tokenizer
+
+    tok = load_tokenizer("builtin:smollm2-135m-instruct")
+    model = load_model("builtin:smollm2-135m-instruct", dtype="fp32", device="cpu").eval()
+    ids = [tok("Count: 1, 2, 3,", add_special_tokens=False).input_ids, tok("Hello", add_special_tokens=False).input_ids]
+    rows = list(continuous_generate(model, ids, [30, 30], eos_id=tok.eos_token_id, batch_size=2,
+                                    is_done=lambda i, new: i == 0 and len(new) == 3))
+    first = next(r for r in rows if r.index == 0)
+    assert first.reason == "stop" and len(first.ids) == 3
+    runs = [[r.ids for r in sorted(continuous_generate(model, ids, [8, 8], eos_id=tok.eos_token_id, batch_size=2,
+                                                        temperature=0.9, top_p=0.9, seed=5), key=lambda r: r.index)]
+            for _ in range(2)]
+    assert runs[0] == runs[1]
 
 
 def test_decoding_bounds_new_tokens_by_input():

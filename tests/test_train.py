@@ -186,6 +186,37 @@ def test_bad_template_and_modules_are_named(toy, tmp_path, smollm_dir):
 
 
 def test_sweep_runs_are_named_and_deduplicated():
-    cfg = _profile(sweeps={"data_fractions": [0.1, 0.5, 1.0], "lora_ranks": [2, 8]})
-    assert [(r.name, r.data_fraction, r.lora_r) for r in T.plan_runs(cfg.training)] == [
-        ("main", 1.0, 2), ("frac0.1", 0.1, 2), ("frac0.5", 0.5, 2), ("r8", 1.0, 8)]
+    cfg = _profile(sweeps={"data_fractions": [0.1, 0.5, 1.0], "lora_ranks": [2, 8], "data_mixes": ["refactor"]})
+    assert [(r.name, r.data_fraction, r.lora_r, r.mix) for r in T.plan_runs(cfg.training)] == [
+        ("main", 1.0, 2, "all"), ("frac0.1", 0.1, 2, "all"), ("frac0.5", 0.5, 2, "all"), ("r8", 1.0, 8, "all"),
+        ("mix-refactor", 1.0, 2, "refactor")]
+    main, mix = T.plan_runs(cfg.training)[0], T.plan_runs(cfg.training)[-1]
+    assert "mix" not in T.run_training_config(cfg.training, main)  # earlier runs keep their config hash
+    assert T.run_training_config(cfg.training, mix)["mix"] == "refactor"
+
+
+def test_edit_tokens_are_marked_and_weighted(tok):
+    """Only the tokens that differ from the input are marked (not the fence, not the copied lines, not
+    EOS); the loss with edit_token_weight counts each of them that many times."""
+    inp = "def f(xs, s):\n    out = []\n    for x in xs:\n        if x.endswith(s):\n            out.append(x)\n    return out\n"
+    ex = T.encode_example(tok, "chat_v1", "Invert the test.", inp, inp.replace("if x", "if not x"), 512)
+    marked = [tok.decode([i]) for i, m in zip(ex["input_ids"], ex["edit_mask"], strict=True) if m]
+    assert marked == [" not"]
+    b1, b5 = T.collate([ex], tok.pad_token_id), T.collate([ex], tok.pad_token_id, edit_weight=5.0)
+    assert "weights" not in b1
+    assert T._label_weight(b5) == T._label_weight(b1) + 4
+
+
+def test_behaviour_flag_splits_the_data_mix():
+    assert T.is_behaviour_edit({"meta": '{"behaviour_change": true, "kind": "ignore_case"}'})
+    assert not T.is_behaviour_edit({"meta": {"behaviour_change": False}})
+    assert not T.is_behaviour_edit({"meta": "not json"}) and not T.is_behaviour_edit({})
+
+
+def test_lora_layers_limits_adapters_to_the_top_layers(smollm_dir):
+    """LoRA on the top 2 layers only: no adapter below them, so backward stops there."""
+    model = T.build_model(_profile(lora_layers=2).training, 2, "cpu", None)
+    n = model.config.num_hidden_layers
+    layers = {int(name.split(".layers.")[1].split(".")[0]) for name, p in model.named_parameters()
+              if p.requires_grad}
+    assert layers == {n - 2, n - 1}

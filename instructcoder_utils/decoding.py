@@ -1,0 +1,189 @@
+"""Continuous batching for a local causal LM: many replies, one batch that never waits for its slowest row.
+
+``model.generate`` runs a batch until its longest reply ends, so one rambling reply (a small base model
+often writes to its token bound) holds the whole batch: on a CPU most steps then compute rows that are
+already done. Here a finished row leaves the batch at once and a waiting prompt takes its place: the
+new prompts are prefilled together and their key/value cache is joined to the running one (left-padded
+to the same length and masked), so every step decodes a full batch of live rows. Greedy replies are the
+ones ``generate`` writes for the same prompts (up to float rounding across batch shapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Reply:
+    index: int  # position of the prompt in the caller's list
+    ids: list[int] = field(default_factory=list)
+    reason: str = "length"  # "eos", "stop" (the caller's stop rule) or "length"
+
+
+def _pad_left(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    if n <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = n
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+class _Batch:
+    """The running rows: their cache, attention mask, next positions and last tokens."""
+
+    def __init__(self) -> None:
+        self.cache = None
+        self.mask = None  # (rows, cache length) 1 = real token
+        self.pos = None  # (rows,) position of each row's next token
+        self.last = None  # (rows,) the token each row feeds next
+        self.replies: list[Reply] = []
+        self.limits: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.replies)
+
+    def join(self, other: _Batch) -> None:
+        """Append ``other``'s rows; the shorter cache is left-padded with masked zeros."""
+        if self.cache is None or not len(self):
+            self.__dict__.update(other.__dict__)
+            return
+        a, b = self.mask.shape[1], other.mask.shape[1]
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, b - a, 2), _pad_left(theirs.keys, a - b, 2)])
+            mine.values = torch.cat([_pad_left(mine.values, b - a, 2), _pad_left(theirs.values, a - b, 2)])
+        self.mask = torch.cat([_pad_left(self.mask, b - a, 1), _pad_left(other.mask, a - b, 1)])
+        self.pos = torch.cat([self.pos, other.pos])
+        self.last = torch.cat([self.last, other.last])
+        self.replies += other.replies
+        self.limits += other.limits
+
+    def keep(self, rows: list[int]) -> None:
+        """Drop every row not in ``rows``, then the cache columns no remaining row attends to."""
+        idx = torch.tensor(rows, dtype=torch.long)
+        self.cache.batch_select_indices(idx)
+        self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
+        self.replies = [self.replies[i] for i in rows]
+        self.limits = [self.limits[i] for i in rows]
+        used = self.mask.any(0).nonzero()
+        start = int(used[0]) if len(used) else self.mask.shape[1]
+        if start:
+            self.mask = self.mask[:, start:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+
+
+def _cache_kw(model) -> str:
+    """The forward argument that takes the key/value cache: ``cache`` in newer transformers,
+    ``past_key_values`` before (where an unknown ``cache=`` would be silently ignored)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    sorted_p, order = probs.sort(-1, descending=True)
+    cut = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest set whose mass reaches top_p
+    sorted_p = sorted_p.masked_fill(cut, 0.0)
+    pick = torch.multinomial(sorted_p, 1, generator=gen).squeeze(-1)
+    return order.gather(-1, pick[:, None]).squeeze(-1)
+
+
+def continuous_generate(
+    model,
+    prompts: Sequence[list[int]],
+    limits: Sequence[int],
+    *,
+    eos_id: int,
+    batch_size: int = 32,
+    is_done: Callable[[int, list[int]], bool] | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Iterator[Reply]:
+    """Yield one ``Reply`` per prompt (token ids), in the order they finish.
+
+    ``limits[i]`` bounds the new tokens of prompt ``i``; ``is_done(i, ids)`` is the caller's stop rule
+    (say, the closing fence of a code block), checked after every token. New prompts are admitted when
+    a quarter of the batch is free (or it is empty), longest first, so prefill work is batched too.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    waiting = list(order)
+    gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        return _next_tokens(logits, temperature, top_p, gen)
+
+    run = _Batch()
+    refill = max(1, batch_size // 4)
+    with torch.inference_mode():
+        while waiting or len(run):
+            free = batch_size - len(run)
+            if waiting and (free >= refill or not len(run)):
+                take, waiting = waiting[:free], waiting[free:]
+                first = len(run)
+                run.join(_prefill(model, [prompts[i] for i in take], take, [limits[i] for i in take], device, pick))
+                fresh = range(first, len(run))  # only the new rows got a token this round
+            else:
+                step_mask = torch.cat([run.mask, run.mask.new_ones(len(run), 1)], 1)
+                out = model(input_ids=run.last[:, None], attention_mask=step_mask, position_ids=run.pos[:, None],
+                            **{_cache_kw(model): run.cache}, use_cache=True)
+                run.mask, run.pos = step_mask, run.pos + 1
+                run.last = pick(out.logits[:, -1])
+                fresh = range(len(run))
+            tokens = run.last.tolist()
+            done = [row for row in fresh if _settle(run.replies[row], tokens[row], run.limits[row], eos_id, is_done)]
+            for row in done:
+                yield run.replies[row]
+            if done:
+                live = [row for row in range(len(run)) if row not in set(done)]
+                if live:
+                    run.keep(live)
+                else:
+                    run = _Batch()
+
+
+def _settle(reply: Reply, token: int, limit: int, eos_id: int,
+            is_done: Callable[[int, list[int]], bool] | None) -> bool:
+    """Record a row's new token; True when its reply is complete (and why, in ``reply.reason``)."""
+    if token == eos_id:
+        reply.reason = "eos"
+        return True
+    reply.ids.append(token)
+    if is_done is not None and is_done(reply.index, reply.ids):
+        reply.reason = "stop"
+        return True
+    if len(reply.ids) >= limit:
+        reply.reason = "length"
+        return True
+    return False
+
+
+def _prefill(model, prompts: list[list[int]], indices: list[int], limits: list[int], device: str,
+             pick: Callable[[torch.Tensor], torch.Tensor]) -> _Batch:
+    """Run new prompts (left-padded together) through the model; their first reply token is picked."""
+    from transformers import DynamicCache
+
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros(len(prompts), width, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):] = torch.tensor(p)
+        mask[r, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{_cache_kw(model): cache}, use_cache=True,
+                logits_to_keep=1)
+    b = _Batch()
+    b.cache, b.mask, b.pos = cache, mask, mask.sum(1)
+    b.last = pick(out.logits[:, -1])
+    b.replies = [Reply(i) for i in indices]
+    b.limits = list(limits)
+    return b

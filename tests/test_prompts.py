@@ -1,0 +1,70 @@
+"""Response formats: the search/replace (changed-region) format round-trips every kind of edit the
+synthesizer makes, and replies a model might write are read the way a reader would."""
+
+from __future__ import annotations
+
+import pytest
+
+from instructcoder_utils.config import SynthConfig
+from instructcoder_utils.prompts import (
+    DIVIDER,
+    REPLACE,
+    SEARCH,
+    apply_diff,
+    edited_program,
+    fingerprint,
+    get_template,
+    make_diff,
+    render_response,
+)
+from instructcoder_utils.synth import synthesize
+
+
+def _fenced(body: str) -> str:
+    return f"```python\n{body}\n```"
+
+
+def test_diff_round_trips_on_synthesized_edits():
+    """Every synthesized instance: applying the blocks made from (input, output) gives the output."""
+    rows, counts = synthesize(SynthConfig(max_instances=400, workers=1), seed=7)
+    assert len([k for k, n in counts.items() if n]) > 20
+    for r in rows:
+        reply = render_response("chat_diff_v1", r["output"], r["input"])
+        assert apply_diff(r["input"], reply).rstrip("\n") == r["output"].rstrip("\n"), r["instruction"]
+
+
+@pytest.mark.parametrize("before, after", [
+    ("a = 1\nb = 2\nc = 3\n", "a = 1\nb = 20\nc = 3\n"),          # one line changed
+    ("x = 1\nx = 1\ny = 2\n", "x = 1\nx = 1\ny = 3\n"),           # search text widened until unique
+    ("def f():\n    return 1\n", "import os\n\ndef f():\n    return 1\n"),  # pure insertion at the top
+    ("import sys\n\n\ndef f():\n    pass\n", "def f():\n    pass\n"),       # deletion with blank lines
+    ("a\nb\nc\nd\ne\nf\n", "A\nb\nc\nd\ne\nF\n"),                   # two separate blocks
+])
+def test_make_and_apply_diff(before, after):
+    diff = make_diff(before, after)
+    assert diff.count(SEARCH) == diff.count(DIVIDER) == diff.count(REPLACE) >= 1
+    assert apply_diff(before, _fenced(diff)) == after
+
+
+def test_apply_diff_tolerates_what_small_models_write():
+    before = "def f(x):\n    if x:\n        return 1\n    return 0\n"
+    loose = f"{SEARCH}\n    if x:   \n{DIVIDER}\n    if x is not None:\n{REPLACE}"  # trailing spaces
+    assert "if x is not None:" in apply_diff(before, _fenced(loose))
+    nowhere = f"{SEARCH}\n    while y:\n{DIVIDER}\n    pass\n{REPLACE}"
+    assert apply_diff(before, _fenced(nowhere)) == before  # a block that matches nowhere changes nothing
+    assert apply_diff(before, "no blocks here") is None
+
+
+def test_edited_program_reads_each_format():
+    before = "a = 1\nb = 2\n"
+    diff_reply = _fenced(make_diff(before, "a = 1\nb = 3\n")) + "<|im_end|>"
+    assert edited_program("chat_diff_v1", diff_reply, before) == "a = 1\nb = 3\n"
+    assert edited_program("chat_diff_v1", _fenced("a = 5"), before) == "a = 5\n"  # whole program instead
+    assert edited_program("chat_v1", _fenced("a = 5"), before) == "a = 5\n"
+
+
+def test_template_fingerprint_is_stable_for_whole_program_templates():
+    """Cache keys of the whole-program templates did not change when the edit format was added."""
+    t = get_template("chat_v1")
+    assert "edit_format" not in fingerprint(t)
+    assert "diff" in fingerprint(get_template("chat_diff_v1"))
