@@ -496,7 +496,10 @@ def build_model(tc: TrainingConfig, lora_r: int, device: str, autocast_dtype):
     """Base model + fresh LoRA adapter. Clear error when target modules do not exist in the model."""
     from peft import LoraConfig, get_peft_model
 
-    weights = "bf16" if (device == "cuda" and autocast_dtype == torch.bfloat16) else "fp32"
+    # bf16 base weights on a GPU, except under FSDP: it flattens base and (fp32) LoRA weights together and
+    # needs one dtype; its own mixed_precision setting (params/accelerate/fsdp.yaml) then computes in bf16.
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    weights = "bf16" if (device == "cuda" and autocast_dtype == torch.bfloat16 and not fsdp) else "fp32"
     model = load_model(tc.base_model, dtype=weights, device="cpu")
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     absent = [m for m in tc.target_modules if m not in names]

@@ -1,0 +1,34 @@
+"""Stage 06 ablation figures: each is drawn from the sweep table when its sweep ran, and skipped
+(None) when it did not, so a profile without sweeps still renders its report."""
+
+from __future__ import annotations
+
+import pandas as pd
+from PIL import Image
+
+from instructcoder_utils import analysis as A
+
+
+def _sweeps() -> pd.DataFrame:
+    rows = [
+        ("main", 1.0, 16, "all", 12.5, 5.6, 320),
+        ("frac0.125", 0.125, 16, "all", 2.5, 1.9, 40),
+        ("frac0.5", 0.5, 16, "all", 7.5, 3.7, 160),
+        ("r4", 1.0, 4, "all", 10.0, 3.7, 320),
+        ("mix-refactor", 1.0, 16, "refactor", 5.0, 1.9, 90),
+    ]
+    return pd.DataFrame(rows, columns=["run", "data_fraction", "lora_r", "mix", "test_split", "own", "train_examples"])
+
+
+def test_ablation_figures_use_only_their_own_runs(tmp_path):
+    df = _sweeps()
+    for png in (A.data_scaling_figure(df, 16, ["test_split", "own"], tmp_path / "scaling.png"),
+                A.rank_figure(df, ["test_split", "own"], tmp_path / "rank.png"),
+                A.mix_figure(df, ["test_split", "own"], tmp_path / "mix.png")):
+        assert png is not None and Image.open(png).size[0] > 300
+    only_main = df[df["run"] == "main"]
+    assert A.data_scaling_figure(only_main, 16, ["own"], tmp_path / "a.png") is None
+    assert A.rank_figure(only_main, ["own"], tmp_path / "b.png") is None
+    assert A.mix_figure(only_main, ["own"], tmp_path / "c.png") is None
+    # the mix run is not a point of the rank or scaling figures (it has rank 16 and fraction 1.0 too)
+    assert A.mix_figure(df[df["mix"] == "all"], ["own"], tmp_path / "d.png") is None
