@@ -94,6 +94,21 @@ def sweep_table(out: Path) -> pd.DataFrame:
     return df
 
 
+def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, title: str, path: Path,
+                 dpi: int, log_base: float) -> Path:
+    """pass@1 of each set against one swept knob, log-scaled x."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for s in sets:
+        if s in df and df[s].notna().any():
+            ax.plot(x, df[s], marker="o", label=SET_NAMES.get(s, s))
+    ax.set_xscale("log", base=log_base)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
 def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
                         dpi: int = 120) -> Path | None:
     """Pass rate vs fraction of the training data (the paper's data-scaling figure)."""
@@ -102,32 +117,16 @@ def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[
     df = df.dropna(subset=["data_fraction"]).sort_values("data_fraction")
     if df["data_fraction"].nunique() < 2:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for s in sets:
-        if s in df and df[s].notna().any():
-            ax.plot(df["data_fraction"] * 100, df[s], marker="o", label=SET_NAMES.get(s, s))
-    ax.set_xscale("log")
-    ax.set_xlabel("training data used (%)")
-    ax.set_ylabel("pass@1 (%)")
-    ax.set_title("Data scaling")
-    ax.legend(fontsize=8)
-    return _save(fig, path, dpi)
+    return _line_figure(df, df["data_fraction"] * 100, sets, "training data used (%)", "Data scaling", path, dpi, 10)
 
 
 def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
-    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0) & (sweeps["mix"] == "all")].dropna(subset=["lora_r"]).sort_values("lora_r")
+    """Pass rate vs LoRA rank at full data (the main run and the rank sweep)."""
+    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0) & (sweeps["mix"] == "all")]
+    df = df.dropna(subset=["lora_r"]).sort_values("lora_r")
     if df["lora_r"].nunique() < 2:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for s in sets:
-        if s in df and df[s].notna().any():
-            ax.plot(df["lora_r"], df[s], marker="o", label=SET_NAMES.get(s, s))
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("LoRA rank")
-    ax.set_ylabel("pass@1 (%)")
-    ax.set_title("LoRA rank")
-    ax.legend(fontsize=8)
-    return _save(fig, path, dpi)
+    return _line_figure(df, df["lora_r"], sets, "LoRA rank", "LoRA rank", path, dpi, 2)
 
 
 def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
