@@ -113,8 +113,8 @@ def continuous_generate(
     (say, the closing fence of a code block), checked after every token. New prompts are admitted when
     a quarter of the batch is free (or it is empty), longest first, so prefill work is batched too.
     """
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    waiting = list(order)
+    waiting = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    cache_kw = _cache_kw(model)  # once, not per step
     gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
 
     def pick(logits: torch.Tensor) -> torch.Tensor:
@@ -128,12 +128,13 @@ def continuous_generate(
             if waiting and (free >= refill or not len(run)):
                 take, waiting = waiting[:free], waiting[free:]
                 first = len(run)
-                run.join(_prefill(model, [prompts[i] for i in take], take, [limits[i] for i in take], device, pick))
+                run.join(_prefill(model, [prompts[i] for i in take], take, [limits[i] for i in take], device, pick,
+                                  cache_kw))
                 fresh = range(first, len(run))  # only the new rows got a token this round
             else:
                 step_mask = torch.cat([run.mask, run.mask.new_ones(len(run), 1)], 1)
                 out = model(input_ids=run.last[:, None], attention_mask=step_mask, position_ids=run.pos[:, None],
-                            **{_cache_kw(model): run.cache}, use_cache=True)
+                            **{cache_kw: run.cache}, use_cache=True)
                 run.mask, run.pos = step_mask, run.pos + 1
                 run.last = pick(out.logits[:, -1])
                 fresh = range(len(run))
@@ -142,7 +143,8 @@ def continuous_generate(
             for row in done:
                 yield run.replies[row]
             if done:
-                live = [row for row in range(len(run)) if row not in set(done)]
+                finished = set(done)
+                live = [row for row in range(len(run)) if row not in finished]
                 if live:
                     run.keep(live)
                 else:
@@ -166,7 +168,7 @@ def _settle(reply: Reply, token: int, limit: int, eos_id: int,
 
 
 def _prefill(model, prompts: list[list[int]], indices: list[int], limits: list[int], device: str,
-             pick: Callable[[torch.Tensor], torch.Tensor]) -> _Batch:
+             pick: Callable[[torch.Tensor], torch.Tensor], cache_kw: str) -> _Batch:
     """Run new prompts (left-padded together) through the model; their first reply token is picked."""
     from transformers import DynamicCache
 
@@ -179,7 +181,7 @@ def _prefill(model, prompts: list[list[int]], indices: list[int], limits: list[i
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache()
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{_cache_kw(model): cache}, use_cache=True,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{cache_kw: cache}, use_cache=True,
                 logits_to_keep=1)
     b = _Batch()
     b.cache, b.mask, b.pos = cache, mask, mask.sum(1)
