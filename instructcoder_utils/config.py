@@ -268,6 +268,8 @@ class EvaluationConfig(Section):
     max_new_tokens: int = Field(512, ge=1)
     new_tokens_factor: float = Field(1.5, gt=0, description="new tokens <= factor * input tokens + slack")
     new_tokens_slack: int = Field(64, ge=0)
+    loop_repeats: int = Field(3, ge=0, description="stop a reply once a block of 1-8 lines repeats this many "
+                              "times in a row (more than in its input), instead of at its token bound; 0 = never")
     n_samples: int = Field(1, ge=1, description="samples per task (pass@k); 1 with temperature 0 = greedy")
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(0.95, gt=0, le=1)

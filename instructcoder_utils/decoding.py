@@ -20,7 +20,7 @@ import torch
 class Reply:
     index: int  # position of the prompt in the caller's list
     ids: list[int] = field(default_factory=list)
-    reason: str = "length"  # "eos", "stop" (the caller's stop rule) or "length"
+    reason: str = "length"  # "eos", "length", or the caller's stop rule: "stop" or the reason it gave
 
 
 def _pad_left(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
@@ -101,7 +101,7 @@ def continuous_generate(
     *,
     eos_id: int,
     batch_size: int = 32,
-    is_done: Callable[[int, list[int]], bool] | None = None,
+    is_done: Callable[[int, list[int]], bool | str | None] | None = None,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
@@ -110,7 +110,8 @@ def continuous_generate(
     """Yield one ``Reply`` per prompt (token ids), in the order they finish.
 
     ``limits[i]`` bounds the new tokens of prompt ``i``; ``is_done(i, ids)`` is the caller's stop rule
-    (say, the closing fence of a code block), checked after every token. New prompts are admitted when
+    (say, the closing fence of a code block), checked after every token: truthy ends the reply, and a
+    string names the reason (``"stop"`` otherwise). New prompts are admitted when
     a quarter of the batch is free (or it is empty), longest first, so prefill work is batched too.
     """
     waiting = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
@@ -152,14 +153,15 @@ def continuous_generate(
 
 
 def _settle(reply: Reply, token: int, limit: int, eos_id: int,
-            is_done: Callable[[int, list[int]], bool] | None) -> bool:
+            is_done: Callable[[int, list[int]], bool | str | None] | None) -> bool:
     """Record a row's new token; True when its reply is complete (and why, in ``reply.reason``)."""
     if token == eos_id:
         reply.reason = "eos"
         return True
     reply.ids.append(token)
-    if is_done is not None and is_done(reply.index, reply.ids):
-        reply.reason = "stop"
+    why = is_done(reply.index, reply.ids) if is_done is not None else None
+    if why:
+        reply.reason = why if isinstance(why, str) else "stop"
         return True
     if len(reply.ids) >= limit:
         reply.reason = "length"

@@ -23,7 +23,7 @@ from typing import Any
 
 from .config import Profile
 from .files import iter_jsonl, read_json, write_json, write_jsonl
-from .prompts import cut_reply, edited_program, fingerprint, get_template, render_prompt, reply_end
+from .prompts import cut_reply, edited_program, fingerprint, get_template, looping, render_prompt, reply_end
 from .stats import edit_ratio  # the paper's r, as stage 03 reports it
 
 GEN_VERSION = "gen-v1"  # bump when generation logic changes what a cached reply would be
@@ -114,6 +114,7 @@ class Decoding:
     factor: float = 1.5
     slack: int = 64
     top_p: float = 0.95
+    loop_repeats: int = 0  # stop a reply whose last lines repeat this often (prompts.looping); 0 = never
 
     @property
     def greedy(self) -> bool:
@@ -127,7 +128,8 @@ class Decoding:
 def decoding_from(cfg: Profile) -> Decoding:
     ev = cfg.evaluation
     n = ev.n_samples if ev.temperature > 0 else 1
-    return Decoding(ev.temperature, n, ev.max_new_tokens, ev.new_tokens_factor, ev.new_tokens_slack, ev.top_p)
+    return Decoding(ev.temperature, n, ev.max_new_tokens, ev.new_tokens_factor, ev.new_tokens_slack, ev.top_p,
+                    ev.loop_repeats)
 
 
 @dataclass
@@ -247,16 +249,24 @@ class HFGenerator:
         return len(self.tok(task["input"], add_special_tokens=False).input_ids)
 
     def stream(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, batch_size: int,
-               seed: int = 0):
+               seed: int = 0, sources: Sequence[str] | None = None):
         """Yield (index, reply cut at its end, new tokens, stop reason) as each reply completes
-        (continuous batching: a finished row's slot goes to the next prompt at once)."""
+        (continuous batching: a finished row's slot goes to the next prompt at once). With ``sources``
+        (each prompt's input code) and ``decoding.loop_repeats``, a reply caught in a loop of repeated
+        lines stops with reason "loop" instead of running to its token bound."""
         from .decoding import continuous_generate
 
         template = self.spec.template
         ids = [self.tok(p, add_special_tokens=False).input_ids for p in prompts]
+        guard = decoding.loop_repeats if sources is not None else 0
 
-        def is_done(_: int, new: list[int]) -> bool:
-            return reply_end(template, self.tok.decode(new, skip_special_tokens=False)) is not None
+        def is_done(i: int, new: list[int]) -> str | None:
+            text = self.tok.decode(new, skip_special_tokens=False)
+            if reply_end(template, text) is not None:
+                return "stop"
+            if guard and looping(text, sources[i], guard):
+                return "loop"
+            return None
 
         for r in continuous_generate(self.model, ids, limits, eos_id=self.tok.eos_token_id, batch_size=batch_size,
                                      is_done=is_done, temperature=decoding.temperature, top_p=decoding.top_p,
@@ -299,7 +309,9 @@ def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]]
     new_tokens = 0
     bar = tqdm(total=len(todo), desc=f"{gen.spec.label}/{set_name}", unit="task", disable=not progress)
     seed = int(_sha(set_name, gen.spec.label)[:8], 16) if not decoding.greedy else 0
-    for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed):
+    sources = [t["input"] for t, _, _ in todo]
+    stops: Counter = Counter()  # why each reply ended: stop (its fence), eos, loop, length
+    for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed, sources):
         t, s, key = todo[i]
         now = time.perf_counter()
         store.add([{"key": key, "set": set_name, "task_id": t["task_id"], "sample": s, "model": gen.spec.label,
@@ -307,12 +319,13 @@ def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]]
                     "seconds": round(now - last, 3)}])
         last = now
         new_tokens += n
+        stops[why] += 1
         bar.update(1)
     bar.close()
     secs = time.perf_counter() - t0
     return {"generated": len(todo), "cached": len(tasks) * decoding.n - len(todo), "seconds": round(secs, 2),
             "new_tokens": new_tokens, "tokens_per_s": round(new_tokens / secs, 1) if secs and new_tokens else None,
-            "dtype": gen.dtype}
+            "dtype": gen.dtype, "stops": dict(stops)}
 
 
 # --------------------------------------------------------------------------- API generation

@@ -217,6 +217,26 @@ def reply_end(template: str | Template, text: str) -> int | None:
     return min(ends) if ends else None
 
 
+def looping(text: str, source: str, repeats: int = 3, max_block: int = 8) -> bool:
+    """True when ``text`` ends with a block of 1..``max_block`` lines written ``repeats`` times in a row
+    that its ``source`` does not repeat so: a small tuned model can fall into such a loop and would write
+    it up to its token bound, so the caller stops the reply there (it is scored as written)."""
+    if repeats < 2 or not text.endswith("\n"):
+        return False
+    lines = text.split("\n")[:-1]
+    for k in range(1, max_block + 1):
+        if len(lines) < k * repeats:
+            break
+        block = lines[-k:]
+        if not any(line.strip() for line in block):
+            continue
+        if all(lines[-k * (r + 1):len(lines) - k * r] == block for r in range(1, repeats)):
+            run = "\n".join(block * repeats)
+            if run not in source:
+                return True
+    return False
+
+
 def cut_reply(template: str | Template, text: str) -> str:
     """The reply up to where it is complete (the whole text when it never completed)."""
     end = reply_end(template, text)

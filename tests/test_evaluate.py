@@ -94,6 +94,9 @@ def test_continuous_batching_stop_rule_and_sampling(smollm_dir):
                                     is_done=lambda i, new: i == 0 and len(new) == 3))
     first = next(r for r in rows if r.index == 0)
     assert first.reason == "stop" and len(first.ids) == 3
+    named = list(continuous_generate(model, ids, [30, 30], eos_id=tok.eos_token_id, batch_size=2,
+                                     is_done=lambda i, new: "loop" if i == 1 and len(new) == 2 else None))
+    assert next(r for r in named if r.index == 1).reason == "loop"  # a string names the reason
     runs = [[r.ids for r in sorted(continuous_generate(model, ids, [8, 8], eos_id=tok.eos_token_id, batch_size=2,
                                                         temperature=0.9, top_p=0.9, seed=5), key=lambda r: r.index)]
             for _ in range(2)]

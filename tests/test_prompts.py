@@ -14,6 +14,7 @@ from instructcoder_utils.prompts import (
     edited_program,
     fingerprint,
     get_template,
+    looping,
     make_diff,
     render_response,
 )
@@ -68,3 +69,15 @@ def test_template_fingerprint_is_stable_for_whole_program_templates():
     t = get_template("chat_v1")
     assert "edit_format" not in fingerprint(t)
     assert "diff" in fingerprint(get_template("chat_diff_v1"))
+
+
+def test_looping_stops_repeated_blocks_the_input_does_not_have():
+    src = "def f(x):\n    return x\n"
+    loop = "```python\ndef f(x):\n" + "    if x:\n        return\n" * 3
+    assert looping(loop, src)                          # a 2-line block written three times
+    assert not looping(loop, src, repeats=4)           # ... but not four
+    assert not looping(loop.rstrip("\n"), src)        # checked only at a line's end
+    assert not looping("x = 1\n" * 3, "a\nx = 1\nx = 1\nx = 1\n")  # the input repeats it too
+    assert looping("x = 1\n" * 3, "x = 1\n")
+    assert not looping("\n\n\n\n", "")              # blank lines are no loop
+    assert not looping(loop, src, max_block=1)         # blocks longer than max_block are not looked for
