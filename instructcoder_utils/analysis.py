@@ -102,6 +102,8 @@ def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, t
         if s in df and df[s].notna().any():
             ax.plot(x, df[s], marker="o", label=SET_NAMES.get(s, s))
     ax.set_xscale("log", base=log_base)
+    ax.set_xticks(list(x), [f"{v:g}" for v in x])  # the swept values, not powers of the base
+    ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pass@1 (%)")
     ax.set_title(title)
