@@ -165,7 +165,10 @@ def adapter_hash(path: str | Path) -> str:
 
 
 def sample_key(identity: dict[str, Any], decoding: Decoding, dtype: str, task: dict[str, Any], sample: int) -> str:
-    return _sha(identity, asdict(decoding), dtype, task_hash(task), sample)
+    d = asdict(decoding)
+    if not d["loop_repeats"]:  # off: the key replies had before the loop guard existed, so they stay cached
+        del d["loop_repeats"]
+    return _sha(identity, d, dtype, task_hash(task), sample)
 
 
 def pick_dtype(choice: str, device: str = "cpu") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,10 @@ def test_cache_key_changes_with_what_matters(tiny_cfg):
     assert k != E.sample_key(other.identity(), d, "fp32", task, 0)
     assert k != E.sample_key(spec.identity(), E.Decoding(max_new_tokens=41), "fp32", task, 0)
     assert k != E.sample_key(spec.identity(), d, "fp32", {**task, "input": "x = 2\n"}, 0)
+    off = replace(d, loop_repeats=0)
+    assert d.loop_repeats and k != E.sample_key(spec.identity(), off, "fp32", task, 0)
+    old = {f: v for f, v in asdict(off).items() if f != "loop_repeats"}  # off: the key from before the guard
+    assert E.sample_key(spec.identity(), off, "fp32", task, 0) == E._sha(spec.identity(), old, "fp32", E.task_hash(task), 0)
 
 
 # --------------------------------------------------------------------------- scoring and metrics
