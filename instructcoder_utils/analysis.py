@@ -95,14 +95,22 @@ def sweep_table(out: Path) -> pd.DataFrame:
 
 
 def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, title: str, path: Path,
-                 dpi: int, log_base: float) -> Path:
-    """pass@1 of each set against one swept knob, log-scaled x."""
+                 dpi: int, log_base: float, points: pd.DataFrame | None = None) -> Path:
+    """pass@1 of each set against one swept knob, log-scaled x; ``points`` (rows with ``x`` and ``label``)
+    are drawn as hollow markers in their set's colour, off the line."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    ticks = list(x)
     for s in sets:
         if s in df and df[s].notna().any():
-            ax.plot(x, df[s], marker="o", label=SET_NAMES.get(s, s))
+            line = ax.plot(x, df[s], marker="o", label=SET_NAMES.get(s, s))[0]
+            for _, p in (points if points is not None else pd.DataFrame()).iterrows():
+                if pd.notna(p.get(s)):
+                    ax.plot([p["x"]], [p[s]], marker="D", mfc="none", color=line.get_color(), ls="none",
+                            label=f"{SET_NAMES.get(s, s)}: {p['label']}")
+                    ticks.append(p["x"])
     ax.set_xscale("log", base=log_base)
-    ax.set_xticks(list(x), [f"{v:g}" for v in x])  # the swept values, not powers of the base
+    ticks = sorted(set(ticks))
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])  # the swept values, not powers of the base
     ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel("pass@1 (%)")
@@ -113,12 +121,19 @@ def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, t
 
 def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
                         dpi: int = 120) -> Path | None:
-    """Pass rate vs fraction of the training data (the paper's data-scaling figure)."""
+    """Pass rate vs training examples, the nested fractions of the data (the paper's data-scaling figure).
+    Runs on a part of the data mix are drawn at their own example counts, so a mix ablation is read
+    against mixed data of the same size."""
     df = sweeps[sweeps["mix"] == "all"]
     df = df[df["lora_r"] == base_rank] if base_rank is not None else df
     df = df.dropna(subset=["data_fraction"]).sort_values("data_fraction")
     if df["data_fraction"].nunique() < 2:
         return None
+    if "train_examples" in df and df["train_examples"].notna().all():
+        mixes = sweeps[(sweeps["mix"] != "all") & sweeps["train_examples"].notna()]
+        points = mixes.assign(x=mixes["train_examples"], label=[f"{m} only" for m in mixes["mix"]])
+        return _line_figure(df, df["train_examples"], sets, "training examples (nested parts of the data)",
+                            "Data scaling", path, dpi, 2, points)
     return _line_figure(df, df["data_fraction"] * 100, sets, "training data used (%)", "Data scaling", path, dpi, 10)
 
 

@@ -26,6 +26,8 @@ def test_ablation_figures_use_only_their_own_runs(tmp_path):
                 A.rank_figure(df, ["test_split", "own"], tmp_path / "rank.png"),
                 A.mix_figure(df, ["test_split", "own"], tmp_path / "mix.png")):
         assert png is not None and Image.open(png).size[0] > 300
+    # without example counts the x axis falls back to the fraction of the data (and no mix points)
+    assert A.data_scaling_figure(df.drop(columns="train_examples"), 16, ["own"], tmp_path / "pct.png") is not None
     only_main = df[df["run"] == "main"]
     assert A.data_scaling_figure(only_main, 16, ["own"], tmp_path / "a.png") is None
     assert A.rank_figure(only_main, ["own"], tmp_path / "b.png") is None
