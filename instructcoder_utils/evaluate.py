@@ -496,6 +496,7 @@ def evaluate_model(cfg: Profile, stage_out: Path, spec: ModelSpec, sets: dict[st
                 if key in store:
                     samples.append(store.get(key))
         stats["seconds_when_generated"] = round(sum(s.get("seconds") or 0 for s in samples), 2)
+        stats["stops"] = dict(Counter(s.get("stop") or "?" for s in samples))  # why the scored replies ended
         results = score_set(tasks, samples, exec_cache, ev.timeout_s, ev.workers, progress)
         metrics[set_name] = set_metrics(results, stats)
         results_all += [{"set": set_name, **r} for r in results]
@@ -690,7 +691,8 @@ def generation_table(stage_out: Path):
             rows.append({"model": m["model"], "set": s, "pass@1": round(v.get("pass@1", 0.0), 2),
                          "unchanged": v["unchanged"], "generated now": g.get("generated"),
                          "seconds now": g.get("seconds"), "seconds when generated": g.get("seconds_when_generated"),
-                         "new tokens": g.get("new_tokens"), "tok/s": g.get("tokens_per_s")})
+                         "new tokens": g.get("new_tokens"), "tok/s": g.get("tokens_per_s"),
+                         "ended by": ", ".join(f"{k} {n}" for k, n in sorted((g.get("stops") or {}).items()))})
     return pd.DataFrame(rows)
 
 

@@ -126,12 +126,14 @@ def test_generate_score_and_resume(tiny_cfg, tmp_path, smollm_dir):
     rows = read_jsonl(tmp_path / spec.label / "samples.jsonl")
     assert len(rows) == 2 and m1["generation"]["generated"] == 2
     for r in rows:
-        assert r["new_tokens"] <= 40 and r["stop"] in ("stop", "eos", "length")
+        assert r["new_tokens"] <= 40 and r["stop"] in ("stop", "eos", "length", "loop")
     results = read_jsonl(tmp_path / spec.label / "results.jsonl")
     assert {r["scoring"] for r in results} == {"execution"}
     assert {r["status"] for r in results} <= {"passed", "failed", "timeout"}
     m2 = E.evaluate_model(tiny_cfg, tmp_path, spec, sets, progress=False)["own"]
     assert m2["generation"]["generated"] == 0 and m2["generation"]["cached"] == 2
+    assert m2["generation"]["stops"] == m1["generation"]["stops"]  # counted over the scored replies, cached too
+    assert sum(m2["generation"]["stops"].values()) == 2
     assert len(read_jsonl(tmp_path / spec.label / "samples.jsonl")) == 2
     assert m2["pass@1"] == m1["pass@1"]
     assert read_json(tmp_path / spec.label / "metrics.json")["sets"]["own"]["tasks"] == 2
