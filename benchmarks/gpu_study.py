@@ -44,7 +44,7 @@ import shutil
 import sys
 import tarfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from instructcoder_utils.evaluate import (  # noqa: E402
     HFGenerator,
     ModelSpec,
     SampleStore,
+    _per_task,
     base_specs,
     compare,
     decoding_from,
@@ -67,6 +68,7 @@ from instructcoder_utils.evaluate import (  # noqa: E402
     score_set,
     selection_set,
     set_metrics,
+    stop_counts,
 )
 from instructcoder_utils.files import iter_jsonl, write_json, write_jsonl  # noqa: E402
 
@@ -150,10 +152,10 @@ def _score_label(cfg, stage_out: Path, label: str, sets: dict[str, list[dict[str
         samples = [s for s in by_set.get(name, []) if s["task_id"] in ids]
         if not samples:
             continue
-        results = score_set([t for t in tasks if t["task_id"] in {s["task_id"] for s in samples}], samples,
-                            exec_cache, cfg.evaluation.timeout_s, cfg.evaluation.workers, progress=False)
+        results = score_set(tasks, samples, exec_cache, cfg.evaluation.timeout_s, cfg.evaluation.workers,
+                            progress=False)
         metrics[name] = set_metrics(results)
-        metrics[name]["stops"] = dict(Counter(s.get("stop") for s in samples))
+        metrics[name]["stops"] = stop_counts(samples)
         results_all += [{"set": name, **r} for r in results]
     write_jsonl(stage_out / label / "results.jsonl", results_all)
     write_json(stage_out / label / "metrics.json", {"model": label, "sets": metrics})
@@ -174,13 +176,9 @@ def score(cfg, out: Path, limit: int | None, pack: Path) -> dict[str, Any]:
     runs = load_runs(out)
     tuned = f"tuned-{runs['main']}"
 
-    def per_task(label: str, name: str) -> dict[str, bool]:
-        return {r["task_id"]: bool(r["passed"]) for r in iter_jsonl(stage_out / label / "results.jsonl")
-                if r["set"] == name and r["sample"] == 0}
-
     evaluation = {}
     for name in sets:
-        c = compare(per_task(best, name), per_task(tuned, name))
+        c = compare(_per_task(stage_out, best, name), _per_task(stage_out, tuned, name))
         evaluation[name] = {"base": round(scores[best][name]["pass@1"], 2), "tuned": round(scores[tuned][name]["pass@1"], 2),
                             "n": c["n"], "gained": len(c["gained"]), "lost": len(c["lost"]),
                             "mcnemar_exact_p": c["mcnemar_exact_p"], "base_prompt": best.removeprefix("base-"),

@@ -287,6 +287,11 @@ class HFGenerator:
         return [g[0] for g in got], [g[1] for g in got], [g[2] for g in got]
 
 
+def stop_counts(samples: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Why each reply ended: stop (its closing fence), eos, loop (``prompts.looping``) or length."""
+    return dict(Counter(s.get("stop") or "?" for s in samples))
+
+
 def _todo(tasks: Sequence[dict[str, Any]], spec: ModelSpec, decoding: Decoding, dtype: str,
           store: SampleStore) -> list[tuple[dict[str, Any], int, str]]:
     identity = spec.identity()
@@ -313,7 +318,6 @@ def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]]
     bar = tqdm(total=len(todo), desc=f"{gen.spec.label}/{set_name}", unit="task", disable=not progress)
     seed = int(_sha(set_name, gen.spec.label)[:8], 16) if not decoding.greedy else 0
     sources = [t["input"] for t, _, _ in todo]
-    stops: Counter = Counter()  # why each reply ended: stop (its fence), eos, loop, length
     for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed, sources):
         t, s, key = todo[i]
         now = time.perf_counter()
@@ -322,13 +326,12 @@ def generate_hf(gen: HFGenerator, set_name: str, tasks: Sequence[dict[str, Any]]
                     "seconds": round(now - last, 3)}])
         last = now
         new_tokens += n
-        stops[why] += 1
         bar.update(1)
     bar.close()
     secs = time.perf_counter() - t0
     return {"generated": len(todo), "cached": len(tasks) * decoding.n - len(todo), "seconds": round(secs, 2),
             "new_tokens": new_tokens, "tokens_per_s": round(new_tokens / secs, 1) if secs and new_tokens else None,
-            "dtype": gen.dtype, "stops": dict(stops)}
+            "dtype": gen.dtype}
 
 
 # --------------------------------------------------------------------------- API generation
@@ -496,7 +499,7 @@ def evaluate_model(cfg: Profile, stage_out: Path, spec: ModelSpec, sets: dict[st
                 if key in store:
                     samples.append(store.get(key))
         stats["seconds_when_generated"] = round(sum(s.get("seconds") or 0 for s in samples), 2)
-        stats["stops"] = dict(Counter(s.get("stop") or "?" for s in samples))  # why the scored replies ended
+        stats["stops"] = stop_counts(samples)
         results = score_set(tasks, samples, exec_cache, ev.timeout_s, ev.workers, progress)
         metrics[set_name] = set_metrics(results, stats)
         results_all += [{"set": set_name, **r} for r in results]
