@@ -56,7 +56,6 @@ from instructcoder_utils.evaluate import (  # noqa: E402
     ExecCache,
     HFGenerator,
     ModelSpec,
-    SampleStore,
     _per_task,
     base_specs,
     compare,
@@ -69,6 +68,7 @@ from instructcoder_utils.evaluate import (  # noqa: E402
     selection_set,
     set_metrics,
     stop_counts,
+    store_for,
 )
 from instructcoder_utils.files import iter_jsonl, write_json, write_jsonl  # noqa: E402
 
@@ -103,10 +103,10 @@ def generate(cfg, out: Path, limit: int | None, pack: Path) -> None:
         if gen is None:
             gen = HFGenerator(spec, ev.dtype, ev.threads)
         gen.spec = spec
-        store = SampleStore(stage_out / spec.label / "samples.jsonl")
-        for name, tasks in chosen.items():
-            stats = generate_hf(gen, name, tasks, decoding, store, ev.batch_size)
-            print(f"{spec.label}/{name}: {json.dumps(stats)}", flush=True)
+        stats = generate_hf(gen, [(spec, name, tasks) for name, tasks in chosen.items()], decoding,
+                            {spec.label: store_for(stage_out, spec)}, ev.batch_size)
+        for (label, name), st in stats.items():
+            print(f"{label}/{name}: {json.dumps(st)}", flush=True)
         return gen
 
     t1 = time.perf_counter()

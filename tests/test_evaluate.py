@@ -139,6 +139,33 @@ def test_generate_score_and_resume(tiny_cfg, tmp_path, smollm_dir):
     assert read_json(tmp_path / spec.label / "metrics.json")["sets"]["own"]["tasks"] == 2
 
 
+@pytest.mark.slow
+def test_one_stream_for_many_prompts_writes_what_separate_calls_write(tiny_cfg, tmp_path, smollm_dir):
+    """Two prompt templates on two sets' tasks in one continuous batch: each reply lands in its own
+    model's store, equal (greedy) to the reply a call per template and set writes; the stats are per set."""
+    sets = E.load_sets(tiny_cfg, tmp_path)
+    tasks = sets["own"]
+    halves = {"a": tasks[:1], "b": tasks[1:]}
+    specs = [E.ModelSpec(f"base-{t}", tiny_cfg.training.base_model, t) for t in ("chat_v1", "alpaca_v1")]
+    d = E.decoding_from(tiny_cfg)
+    gen = E.HFGenerator(specs[0], "fp32", 2)
+    plan = [(s, name, ts) for s in specs for name, ts in halves.items()]
+    together = E.generate_hf(gen, plan, d, {s.label: E.store_for(tmp_path / "one", s) for s in specs}, 4, False)
+    assert set(together) == {(s.label, n) for s in specs for n in halves}
+    assert all(st["generated"] == 1 and st["cached"] == 0 for st in together.values())
+    for s in specs:
+        for name, ts in halves.items():
+            E.generate_hf(gen, [(s, name, ts)], d, {s.label: E.store_for(tmp_path / "apart", s)}, 1, False)
+        one = {r["key"]: (r["set"], r["reply"]) for r in read_jsonl(tmp_path / "one" / s.label / "samples.jsonl")}
+        apart = {r["key"]: (r["set"], r["reply"]) for r in read_jsonl(tmp_path / "apart" / s.label / "samples.jsonl")}
+        assert one == apart and len(one) == 2
+    again = E.generate_hf(gen, plan, d, {s.label: E.store_for(tmp_path / "one", s) for s in specs}, 4, False)
+    assert all(st["generated"] == 0 and st["cached"] == 1 for st in again.values())
+    tuned = E.ModelSpec("tuned", tiny_cfg.training.base_model, "chat_v1", adapter=str(tmp_path))
+    with pytest.raises(ValueError, match="one model at a time"):
+        E.generate_hf(gen, [(tuned, "a", halves["a"])], d, {"tuned": E.store_for(tmp_path, tuned)}, 4, False)
+
+
 def test_sample_store_survives_a_cut_line(tmp_path):
     path = tmp_path / "samples.jsonl"
     path.write_text(json.dumps({"key": "a", "reply": "x"}) + "\n" + '{"key": "b", "rep')
