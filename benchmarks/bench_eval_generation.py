@@ -10,6 +10,11 @@ same model, same prompt (chat_v1), same tasks, same batch size.
 
 Prints ``RESULT eval_generation ratio=<baseline seconds / ours> seconds=<ours> instances=N`` and, for the
 whole benchmark (``--tasks 194``), the projected full-set time.
+
+A second figure, ``eval_stream``: stage 05 writes the replies of every base prompt (and of every set
+of one model) in one continuous batch (``evaluate.generate_hf`` with a plan). Baseline: one stream per
+prompt, as stage 05 did before. Three prompts on the first ``--stream-tasks`` tasks; ``identical``
+says whether both wrote the same replies.
 """
 
 from __future__ import annotations
@@ -71,6 +76,30 @@ def baseline(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int)
     return time.perf_counter() - t0, toks
 
 
+def streams(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> None:
+    """One stream for three prompts' replies against one stream per prompt (fresh stores each)."""
+    import tempfile
+
+    specs = [E.ModelSpec(f"bench-{t}", gen.spec.base_model, t) for t in ("chat_v1", "chat_system_v1", "alpaca_v1")]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        E.generate_hf(gen, [(s, "bench", tasks) for s in specs], dec,
+                      {s.label: E.store_for(root / "one", s) for s in specs}, batch, False)
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for s in specs:
+            E.generate_hf(gen, [(s, "bench", tasks)], dec, {s.label: E.store_for(root / "apart", s)}, batch, False)
+        apart = time.perf_counter() - t0
+
+        def replies(kind: str) -> dict:
+            return {r["key"]: r["reply"] for s in specs for r in E.store_for(root / kind, s).rows.values()}
+
+        same = replies("one") == replies("apart")
+    print(f"RESULT eval_stream ratio={apart / one:.2f} seconds={one:.2f} baseline_seconds={apart:.2f} "
+          f"instances={3 * len(tasks)} identical={str(same).lower()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
@@ -78,6 +107,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=384)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
     args = ap.parse_args()
     tasks = load_editeval(args.editeval)[: args.tasks]
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
@@ -91,6 +121,8 @@ def main() -> None:
     print(f"RESULT eval_generation ratio={base_secs / secs:.2f} seconds={secs:.2f} baseline_seconds={base_secs:.2f} "
           f"instances={len(tasks)} new_tokens={toks} baseline_new_tokens={base_toks} "
           f"projected_194_seconds={secs * 194 / len(tasks):.0f}")
+    if args.stream_tasks:
+        streams(gen, tasks[: args.stream_tasks], dec, args.batch)
 
 
 if __name__ == "__main__":
