@@ -27,6 +27,7 @@ from .prompts import cut_reply, edited_program, fingerprint, get_template, loopi
 from .stats import edit_ratio  # the paper's r, as stage 03 reports it
 
 GEN_VERSION = "gen-v1"  # bump when generation logic changes what a cached reply would be
+LOOP_GUARD_VERSION = 2  # in the key of replies written with the loop guard on; v1 missed most loops
 SETS = ("editeval", "own", "test_split")
 EDIT_RATIO_BINS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 
@@ -168,6 +169,8 @@ def sample_key(identity: dict[str, Any], decoding: Decoding, dtype: str, task: d
     d = asdict(decoding)
     if not d["loop_repeats"]:  # off: the key replies had before the loop guard existed, so they stay cached
         del d["loop_repeats"]
+    else:
+        d["loop_guard"] = LOOP_GUARD_VERSION
     return _sha(identity, d, dtype, task_hash(task), sample)
 
 

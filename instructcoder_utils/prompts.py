@@ -220,10 +220,12 @@ def reply_end(template: str | Template, text: str) -> int | None:
 def looping(text: str, source: str, repeats: int = 3, max_block: int = 8) -> bool:
     """True when ``text`` ends with a block of 1..``max_block`` lines written ``repeats`` times in a row
     that its ``source`` does not repeat so: a small tuned model can fall into such a loop and would write
-    it up to its token bound, so the caller stops the reply there (it is scored as written)."""
-    if repeats < 2 or not text.endswith("\n"):
+    it up to its token bound, so the caller stops the reply there (it is scored as written). Only complete
+    lines count: a token often carries a newline and the next line's indent, so the text rarely ends at "\n"."""
+    end = text.rfind("\n")
+    if repeats < 2 or end < 0:
         return False
-    lines = text.split("\n")[:-1]
+    lines = text[:end].split("\n")
     for k in range(1, max_block + 1):
         if len(lines) < k * repeats:
             break

@@ -76,7 +76,8 @@ def test_looping_stops_repeated_blocks_the_input_does_not_have():
     loop = "```python\ndef f(x):\n" + "    if x:\n        return\n" * 3
     assert looping(loop, src)                          # a 2-line block written three times
     assert not looping(loop, src, repeats=4)           # ... but not four
-    assert not looping(loop.rstrip("\n"), src)        # checked only at a line's end
+    assert not looping(loop.rstrip("\n"), src)        # a line not yet complete does not count (2 repeats)
+    assert looping(loop + "    ", src)                 # a token of newline + indent: the lines before it count
     assert not looping("x = 1\n" * 3, "a\nx = 1\nx = 1\nx = 1\n")  # the input repeats it too
     assert looping("x = 1\n" * 3, "x = 1\n")
     assert not looping("\n\n\n\n", "")              # blank lines are no loop
