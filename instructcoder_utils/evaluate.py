@@ -592,12 +592,13 @@ def evaluate_base(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[str, 
     generated = generate_hf(gen, [(spec, name, tasks) for spec in specs for name, tasks in chosen.items()],
                             decoding_from(cfg), {spec.label: store_for(stage_out, spec) for spec in specs},
                             ev.batch_size, progress)  # every prompt's replies in one stream
-    for spec in specs:
-        gen.spec = spec
-        table[spec.template] = evaluate_model(cfg, stage_out, spec, chosen, gen, progress, generated)
+    for spec in specs:  # their replies are written: score them
+        table[spec.template] = evaluate_model(cfg, stage_out, spec, chosen, progress=progress, generated=generated)
     best = max(specs, key=lambda s: (table[s.template][sel].get("pass@1", 0.0), -specs.index(s)))
-    gen.spec = best
-    table[best.template] = evaluate_model(cfg, stage_out, best, sets, gen, progress)
+    rest = {name: tasks for name, tasks in sets.items() if name not in chosen}
+    if rest:  # the sets it has no replies on yet; its metrics.json keeps the ones scored above
+        gen.spec = best
+        table[best.template] = evaluate_model(cfg, stage_out, best, rest, gen, progress)
     summary = {"selection_set": sel, "best": best.template, "label": best.label,
                "pass@1": {p: {s: m.get("pass@1") for s, m in sets_m.items()} for p, sets_m in table.items()}}
     write_json(Path(stage_out) / "base_prompts.json", summary)
