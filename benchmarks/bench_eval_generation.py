@@ -15,6 +15,11 @@ A second figure, ``eval_stream``: stage 05 writes the replies of every base prom
 of one model) in one continuous batch (``evaluate.generate_hf`` with a plan). Baseline: one stream per
 prompt, as stage 05 did before. Three prompts on the first ``--stream-tasks`` tasks; ``identical``
 says whether both wrote the same replies.
+
+A third figure, ``kv_cache``: the key/value cache keeps ``decoding.ROOM`` spare columns, so a decoding
+step writes its new column in place. Baseline: ``ROOM = 0``, which copies the whole cache every step,
+as transformers' ``DynamicLayer`` does with ``torch.cat``. ``--cache-tasks`` tasks at ``--cache-batch``,
+each side timed twice, alternating, best of two.
 """
 
 from __future__ import annotations
@@ -100,6 +105,24 @@ def streams(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) 
           f"instances={3 * len(tasks)} identical={str(same).lower()}")
 
 
+def kv_cache(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> None:
+    """Spare cache columns against a copy of the whole cache per step (``ROOM = 0``)."""
+    from instructcoder_utils import decoding
+
+    room, times, replies = decoding.ROOM, {"ours": [], "baseline": []}, {}
+    try:
+        for _ in range(2):
+            for side, cols in (("ours", room), ("baseline", 0)):
+                decoding.ROOM = cols
+                secs, _, replies[side] = ours(gen, tasks, dec, batch)
+                times[side].append(secs)
+    finally:
+        decoding.ROOM = room
+    a, b = min(times["ours"]), min(times["baseline"])
+    print(f"RESULT kv_cache ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
+          f"batch={batch} identical={str(replies['ours'] == replies['baseline']).lower()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
@@ -108,21 +131,29 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
+    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache figure (0: skip)")
+    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache figure (stage 05's)")
+    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache"], nargs="*",
+                    help="figures to measure (default: all)")
     args = ap.parse_args()
     tasks = load_editeval(args.editeval)[: args.tasks]
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
-    secs, toks, replies = ours(gen, tasks, dec, args.batch)
-    base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
-    empty = sum(not extract_code(r).strip() for r in replies)
-    print(f"ours: {secs:.1f} s, {toks} new tokens; baseline: {base_secs:.1f} s, {base_toks} tokens incl. padding; "
-          f"empty extractions (ours): {empty}; dtype={gen.dtype}")
-    print(f"RESULT eval_generation ratio={base_secs / secs:.2f} seconds={secs:.2f} baseline_seconds={base_secs:.2f} "
-          f"instances={len(tasks)} new_tokens={toks} baseline_new_tokens={base_toks} "
-          f"projected_194_seconds={secs * 194 / len(tasks):.0f}")
-    if args.stream_tasks:
+    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache"])
+    if "eval_generation" in want:
+        secs, toks, replies = ours(gen, tasks, dec, args.batch)
+        base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
+        empty = sum(not extract_code(r).strip() for r in replies)
+        print(f"ours: {secs:.1f} s, {toks} new tokens; baseline: {base_secs:.1f} s, {base_toks} tokens incl. padding; "
+              f"empty extractions (ours): {empty}; dtype={gen.dtype}")
+        print(f"RESULT eval_generation ratio={base_secs / secs:.2f} seconds={secs:.2f} "
+              f"baseline_seconds={base_secs:.2f} instances={len(tasks)} new_tokens={toks} "
+              f"baseline_new_tokens={base_toks} projected_194_seconds={secs * 194 / len(tasks):.0f}")
+    if args.stream_tasks and "eval_stream" in want:
         streams(gen, tasks[: args.stream_tasks], dec, args.batch)
+    if args.cache_tasks and "kv_cache" in want:
+        kv_cache(gen, load_editeval(args.editeval)[: args.cache_tasks], dec, args.cache_batch)
 
 
 if __name__ == "__main__":

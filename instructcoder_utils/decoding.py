@@ -6,6 +6,10 @@ already done. Here a finished row leaves the batch at once and a waiting prompt 
 new prompts are prefilled together and their key/value cache is joined to the running one (left-padded
 to the same length and masked), so every step decodes a full batch of live rows. Greedy replies are the
 ones ``generate`` writes for the same prompts (up to float rounding across batch shapes).
+
+The key/value cache keeps spare columns (``_RoomyLayer``): transformers' ``DynamicLayer`` appends a
+decoding step's one new column with ``torch.cat``, which copies the whole cache every step, and on a
+CPU at batch 32 that copy was ~40 % of a step (``benchmarks/bench_eval_generation.py``, ``kv_cache``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -21,6 +26,77 @@ class Reply:
     index: int  # position of the prompt in the caller's list
     ids: list[int] = field(default_factory=list)
     reason: str = "length"  # "eos", "length", or the caller's stop rule: "stop" or the reason it gave
+
+
+ROOM = 64  # spare cache columns: a reply's next 64 tokens are written in place before the cache is regrown
+
+
+class _RoomyLayer(DynamicLayer):
+    """One layer's keys and values as views ``[:, :, start:end]`` of buffers with spare columns after
+    ``end``: a step writes its new column in place, and only a full buffer is copied (into one with
+    ``ROOM`` spare columns again). Selecting rows and joining batches copy once, straight into a new buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kbuf = self.vbuf = None
+        self.start = self.end = 0
+
+    def _set(self, kbuf: torch.Tensor, vbuf: torch.Tensor, start: int, end: int) -> None:
+        self.kbuf, self.vbuf, self.start, self.end = kbuf, vbuf, start, end
+        self.keys, self.values = kbuf[:, :, start:end], vbuf[:, :, start:end]
+
+    def _regrow(self, extra: int) -> None:
+        b, h, n, d = self.keys.shape
+        kbuf, vbuf = self.keys.new_empty(b, h, n + ROOM + extra, d), self.values.new_empty(b, h, n + ROOM + extra, d)
+        kbuf[:, :, :n], vbuf[:, :, :n] = self.keys, self.values
+        self._set(kbuf, vbuf, 0, n)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        new = key_states.shape[-2]
+        if self.kbuf is None:
+            self.device, self.is_initialized = key_states.device, True
+            self._set(key_states, value_states, 0, new)
+            self._regrow(0)
+            return self.keys, self.values
+        if self.end + new > self.kbuf.shape[-2]:
+            self._regrow(new)
+        self.kbuf[:, :, self.end:self.end + new] = key_states
+        self.vbuf[:, :, self.end:self.end + new] = value_states
+        self._set(self.kbuf, self.vbuf, self.start, self.end + new)
+        return self.keys, self.values
+
+    def select(self, idx: torch.Tensor, drop: int = 0) -> None:
+        """Keep the rows ``idx`` and their live columns from the ``drop``-th on (and the spare ones)."""
+        a = self.start + drop
+        self._set(self.kbuf[idx, :, a:], self.vbuf[idx, :, a:], 0, self.end - a)
+
+    def join(self, other: _RoomyLayer) -> None:
+        """Append ``other``'s rows; the shorter cache is left-padded with zeros (its mask hides them)."""
+        a, b = self.end - self.start, other.end - other.start
+        n = max(a, b)
+        rows, (_, h, _, d) = len(self.keys) + len(other.keys), self.keys.shape
+        kbuf, vbuf = self.keys.new_zeros(rows, h, n + ROOM, d), self.values.new_zeros(rows, h, n + ROOM, d)
+        kbuf[:len(self.keys), :, n - a:n], vbuf[:len(self.keys), :, n - a:n] = self.keys, self.values
+        kbuf[len(self.keys):, :, n - b:n], vbuf[len(self.keys):, :, n - b:n] = other.keys, other.values
+        self._set(kbuf, vbuf, 0, n)
+
+    def get_seq_length(self, *args) -> int:
+        return self.end - self.start
+
+    def get_mask_sizes(self, query_length: int, *args) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+def _roomy_cache():
+    """A transformers ``DynamicCache`` whose layers are ``_RoomyLayer``s."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = _RoomyLayer
+    return cache
 
 
 def _pad_left(t: torch.Tensor, n: int, dim: int) -> torch.Tensor:
@@ -52,8 +128,7 @@ class _Batch:
             return
         a, b = self.mask.shape[1], other.mask.shape[1]
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, b - a, 2), _pad_left(theirs.keys, a - b, 2)])
-            mine.values = torch.cat([_pad_left(mine.values, b - a, 2), _pad_left(theirs.values, a - b, 2)])
+            mine.join(theirs)
         self.mask = torch.cat([_pad_left(self.mask, b - a, 1), _pad_left(other.mask, a - b, 1)])
         self.pos = torch.cat([self.pos, other.pos])
         self.last = torch.cat([self.last, other.last])
@@ -63,16 +138,14 @@ class _Batch:
     def keep(self, rows: list[int]) -> None:
         """Drop every row not in ``rows``, then the cache columns no remaining row attends to."""
         idx = torch.tensor(rows, dtype=torch.long)
-        self.cache.batch_select_indices(idx)
         self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
         self.replies = [self.replies[i] for i in rows]
         self.limits = [self.limits[i] for i in rows]
         used = self.mask.any(0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
-        if start:
-            self.mask = self.mask[:, start:]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+        self.mask = self.mask[:, start:]
+        for layer in self.cache.layers:
+            layer.select(idx, start)
 
 
 def _cache_kw(model) -> str:
@@ -172,8 +245,6 @@ def _settle(reply: Reply, token: int, limit: int, eos_id: int,
 def _prefill(model, prompts: list[list[int]], indices: list[int], limits: list[int], device: str,
              pick: Callable[[torch.Tensor], torch.Tensor], cache_kw: str) -> _Batch:
     """Run new prompts (left-padded together) through the model; their first reply token is picked."""
-    from transformers import DynamicCache
-
     width = max(len(p) for p in prompts)
     ids = torch.zeros(len(prompts), width, dtype=torch.long)
     mask = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -182,7 +253,7 @@ def _prefill(model, prompts: list[list[int]], indices: list[int], limits: list[i
         mask[r, width - len(p):] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(1) - 1).clamp(min=0)
-    cache = DynamicCache()
+    cache = _roomy_cache()
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **{cache_kw: cache}, use_cache=True,
                 logits_to_keep=1)
     b = _Batch()

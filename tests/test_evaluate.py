@@ -55,12 +55,17 @@ def test_reply_end_stops_at_closing_fence_only():
 
 
 @pytest.mark.slow
-def test_continuous_batching_matches_generate(smollm_dir):
+@pytest.mark.parametrize("room", [64, 3])
+def test_continuous_batching_matches_generate(smollm_dir, monkeypatch, room):
     """Greedy replies from continuous batching (rows leave at their bound, new prompts join a running
-    batch with a cache of another length) are the replies ``model.generate`` writes one prompt at a time."""
+    batch with a cache of another length) are the replies ``model.generate`` writes one prompt at a time,
+    whether a step writes into the cache's spare columns or (``room`` 3) often has to regrow it first."""
     import torch
 
+    from instructcoder_utils import decoding
     from instructcoder_utils.decoding import continuous_generate
+
+    monkeypatch.setattr(decoding, "ROOM", room)
     from instructcoder_utils.models import load_model, load_tokenizer
 
     tok = load_tokenizer("builtin:smollm2-135m-instruct")
