@@ -20,6 +20,11 @@ A third figure, ``kv_cache``: the key/value cache keeps ``decoding.ROOM`` spare 
 step writes its new column in place. Baseline: ``ROOM = 0``, which copies the whole cache every step,
 as transformers' ``DynamicLayer`` does with ``torch.cat``. ``--cache-tasks`` tasks at ``--cache-batch``,
 each side timed twice, alternating, best of two.
+
+A fourth figure, ``prefill``: prompts admitted to the batch together are prefilled in runs of similar
+length (``decoding.length_chunks``: left-padding adds at most ``PAD_WASTE`` to a run's tokens). Baseline:
+every admitted prompt padded to the longest (``PAD_WASTE = inf``), as before. Same tasks and batch as
+``kv_cache``; ``padded`` is prefilled positions per real prompt token.
 """
 
 from __future__ import annotations
@@ -105,22 +110,38 @@ def streams(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) 
           f"instances={3 * len(tasks)} identical={str(same).lower()}")
 
 
-def kv_cache(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> None:
-    """Spare cache columns against a copy of the whole cache per step (``ROOM = 0``)."""
+def against(name: str, knob: str, baseline_value: float, gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding,
+            batch: int) -> None:
+    """Time ``ours`` with ``decoding.<knob>`` as shipped and at ``baseline_value``, alternating, best of two;
+    ``padded`` counts the prefilled positions per real prompt token of each side."""
     from instructcoder_utils import decoding
 
-    room, times, replies = decoding.ROOM, {"ours": [], "baseline": []}, {}
+    shipped, prefill = getattr(decoding, knob), decoding._prefill
+    times, replies, positions = {"ours": [], "baseline": []}, {}, {}
+
+    def counting(side: str):
+        def run(model, prompts, *args, **kwargs):
+            pos = positions.setdefault(side, [0, 0])
+            pos[0] += len(prompts) * max(len(p) for p in prompts)
+            pos[1] += sum(len(p) for p in prompts)
+            return prefill(model, prompts, *args, **kwargs)
+        return run
+
     try:
         for _ in range(2):
-            for side, cols in (("ours", room), ("baseline", 0)):
-                decoding.ROOM = cols
+            for side, value in (("ours", shipped), ("baseline", baseline_value)):
+                setattr(decoding, knob, value)
+                decoding._prefill = counting(side)
                 secs, _, replies[side] = ours(gen, tasks, dec, batch)
                 times[side].append(secs)
     finally:
-        decoding.ROOM = room
+        setattr(decoding, knob, shipped)
+        decoding._prefill = prefill
     a, b = min(times["ours"]), min(times["baseline"])
-    print(f"RESULT kv_cache ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
-          f"batch={batch} identical={str(replies['ours'] == replies['baseline']).lower()}")
+    pad = {side: pos[0] / pos[1] for side, pos in positions.items()}
+    print(f"RESULT {name} ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
+          f"batch={batch} identical={str(replies['ours'] == replies['baseline']).lower()} "
+          f"padded={pad['ours']:.2f} baseline_padded={pad['baseline']:.2f}")
 
 
 def main() -> None:
@@ -133,14 +154,14 @@ def main() -> None:
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
     ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache figure (0: skip)")
     ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache figure (stage 05's)")
-    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache"], nargs="*",
+    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
     tasks = load_editeval(args.editeval)[: args.tasks]
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
-    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache"])
+    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill"])
     if "eval_generation" in want:
         secs, toks, replies = ours(gen, tasks, dec, args.batch)
         base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
@@ -152,8 +173,11 @@ def main() -> None:
               f"baseline_new_tokens={base_toks} projected_194_seconds={secs * 194 / len(tasks):.0f}")
     if args.stream_tasks and "eval_stream" in want:
         streams(gen, tasks[: args.stream_tasks], dec, args.batch)
+    cache_tasks = load_editeval(args.editeval)[: args.cache_tasks]
     if args.cache_tasks and "kv_cache" in want:
-        kv_cache(gen, load_editeval(args.editeval)[: args.cache_tasks], dec, args.cache_batch)
+        against("kv_cache", "ROOM", 0, gen, cache_tasks, dec, args.cache_batch)
+    if args.cache_tasks and "prefill" in want:
+        against("prefill", "PAD_WASTE", float("inf"), gen, cache_tasks, dec, args.cache_batch)
 
 
 if __name__ == "__main__":

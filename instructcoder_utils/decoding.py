@@ -8,8 +8,10 @@ to the same length and masked), so every step decodes a full batch of live rows.
 ones ``generate`` writes for the same prompts (up to float rounding across batch shapes).
 
 The key/value cache keeps spare columns (``_RoomyLayer``): transformers' ``DynamicLayer`` appends a
-decoding step's one new column with ``torch.cat``, which copies the whole cache every step, and on a
-CPU at batch 32 that copy was ~40 % of a step (``benchmarks/bench_eval_generation.py``, ``kv_cache``).
+decoding step's one new column with ``torch.cat``, which copies the whole cache every step. On a 2-core
+CPU a step at batch 32 over a 300-token cache took ~10 % less without that copy; on stage 05's real
+prompts, where rows also leave and join (one copy each), the gain is smaller
+(``benchmarks/bench_eval_generation.py``, figure ``kv_cache``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Reply:
     reason: str = "length"  # "eos", "length", or the caller's stop rule: "stop" or the reason it gave
 
 
+PAD_WASTE = 0.15  # a prefill chunk's left-padding may add at most 15 % to its real prompt tokens
 ROOM = 64  # spare cache columns: a reply's next 64 tokens are written in place before the cache is regrown
 
 
@@ -185,7 +188,8 @@ def continuous_generate(
     ``limits[i]`` bounds the new tokens of prompt ``i``; ``is_done(i, ids)`` is the caller's stop rule
     (say, the closing fence of a code block), checked after every token: truthy ends the reply, and a
     string names the reason (``"stop"`` otherwise). New prompts are admitted when
-    a quarter of the batch is free (or it is empty), longest first, so prefill work is batched too.
+    a quarter of the batch is free (or it is empty), longest first, so prefill work is batched too (in
+    runs of similar length: ``length_chunks``).
     """
     waiting = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     cache_kw = _cache_kw(model)  # once, not per step
@@ -202,8 +206,10 @@ def continuous_generate(
             if waiting and (free >= refill or not len(run)):
                 take, waiting = waiting[:free], waiting[free:]
                 first = len(run)
-                run.join(_prefill(model, [prompts[i] for i in take], take, [limits[i] for i in take], device, pick,
-                                  cache_kw))
+                for part in length_chunks([len(prompts[i]) for i in take]):
+                    sub = [take[j] for j in part]
+                    run.join(_prefill(model, [prompts[i] for i in sub], sub, [limits[i] for i in sub], device, pick,
+                                      cache_kw))
                 fresh = range(first, len(run))  # only the new rows got a token this round
             else:
                 step_mask = torch.cat([run.mask, run.mask.new_ones(len(run), 1)], 1)
@@ -223,6 +229,24 @@ def continuous_generate(
                     run.keep(live)
                 else:
                     run = _Batch()
+
+
+def length_chunks(lengths: Sequence[int], waste: float | None = None) -> list[range]:
+    """Split prompts sorted longest first into consecutive runs, each prefilled as one left-padded batch,
+    such that a run's padding adds at most ``waste`` (default ``PAD_WASTE``) to its real tokens.
+
+    Padding every admitted prompt to the longest one is costly: 32 EditEval prompts taken longest first
+    still span 2-3x in length, and prefilling them together computed ~1.8 positions per real token."""
+    waste = PAD_WASTE if waste is None else waste
+    runs, start, real = [], 0, 0
+    for i, n in enumerate(lengths):
+        if i > start and lengths[start] * (i + 1 - start) > (1 + waste) * (real + n):
+            runs.append(range(start, i))
+            start, real = i, 0
+        real += n
+    if lengths:
+        runs.append(range(start, len(lengths)))
+    return runs
 
 
 def _settle(reply: Reply, token: int, limit: int, eos_id: int,

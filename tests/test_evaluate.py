@@ -55,17 +55,19 @@ def test_reply_end_stops_at_closing_fence_only():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("room", [64, 3])
-def test_continuous_batching_matches_generate(smollm_dir, monkeypatch, room):
+@pytest.mark.parametrize(("room", "waste"), [(64, 0.15), (3, 0.0)])
+def test_continuous_batching_matches_generate(smollm_dir, monkeypatch, room, waste):
     """Greedy replies from continuous batching (rows leave at their bound, new prompts join a running
     batch with a cache of another length) are the replies ``model.generate`` writes one prompt at a time,
-    whether a step writes into the cache's spare columns or (``room`` 3) often has to regrow it first."""
+    whether a step writes into the cache's spare columns or (``room`` 3) often has to regrow it first,
+    and whether admitted prompts are prefilled together or (``waste`` 0) in runs of one length each."""
     import torch
 
     from instructcoder_utils import decoding
     from instructcoder_utils.decoding import continuous_generate
 
     monkeypatch.setattr(decoding, "ROOM", room)
+    monkeypatch.setattr(decoding, "PAD_WASTE", waste)
     from instructcoder_utils.models import load_model, load_tokenizer
 
     tok = load_tokenizer("builtin:smollm2-135m-instruct")
@@ -86,6 +88,21 @@ def test_continuous_batching_matches_generate(smollm_dir, monkeypatch, room):
         ref = ref[:-1] if ref[-1] == tok.eos_token_id else ref
         assert got[i].ids == ref, (i, tok.decode(got[i].ids), tok.decode(ref))
         assert got[i].reason == ("length" if len(ref) == limits[i] else "eos")
+
+
+def test_length_chunks_bound_the_padding_and_keep_order():
+    """Prompts taken longest first are prefilled in consecutive runs whose padding stays within the bound."""
+    from instructcoder_utils.decoding import length_chunks
+
+    lengths = [400, 390, 380, 200, 100, 99, 98, 97, 96, 30]
+    runs = length_chunks(lengths, 0.15)
+    assert [i for r in runs for i in r] == list(range(len(lengths)))  # every prompt once, in order
+    for r in runs:
+        part = [lengths[i] for i in r]
+        assert len(part) == 1 or part[0] * len(part) <= 1.15 * sum(part)
+    assert [list(r) for r in runs] == [[0, 1, 2], [3], [4, 5, 6, 7, 8], [9]]
+    assert length_chunks([], 0.15) == [] and length_chunks([7, 7, 7], 0.0) == [range(0, 3)]
+    assert len(length_chunks(lengths, float("inf"))) == 1  # no bound: one padded batch
 
 
 def test_continuous_batching_stop_rule_and_sampling(smollm_dir):
