@@ -37,7 +37,8 @@ ROOM = 64  # spare cache columns: a reply's next 64 tokens are written in place 
 class _RoomyLayer(DynamicLayer):
     """One layer's keys and values as views ``[:, :, start:end]`` of buffers with spare columns after
     ``end``: a step writes its new column in place, and only a full buffer is copied (into one with
-    ``ROOM`` spare columns again). Selecting rows and joining batches copy once, straight into a new buffer."""
+    ``ROOM`` spare columns again). Selecting rows and joining batches copy once, straight into a new buffer.
+    ``keys``/``values`` are always the live views, so ``DynamicLayer``'s length and mask sizes hold as they are."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,15 +83,6 @@ class _RoomyLayer(DynamicLayer):
         kbuf[:len(self.keys), :, n - a:n], vbuf[:len(self.keys), :, n - a:n] = self.keys, self.values
         kbuf[len(self.keys):, :, n - b:n], vbuf[len(self.keys):, :, n - b:n] = other.keys, other.values
         self._set(kbuf, vbuf, 0, n)
-
-    def get_seq_length(self, *args) -> int:
-        return self.end - self.start
-
-    def get_mask_sizes(self, query_length: int, *args) -> tuple[int, int]:
-        return self.get_seq_length() + query_length, 0
-
-    def get_max_length(self) -> int:
-        return -1
 
 
 def _roomy_cache():
