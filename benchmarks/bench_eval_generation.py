@@ -152,12 +152,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
-    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache figure (0: skip)")
-    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache figure (stage 05's)")
+    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache and prefill figures (0: skip)")
+    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache and prefill figures (stage 05's)")
     ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
-    tasks = load_editeval(args.editeval)[: args.tasks]
+    editeval = load_editeval(args.editeval)
+    tasks = editeval[: args.tasks]
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
@@ -173,7 +174,7 @@ def main() -> None:
               f"baseline_new_tokens={base_toks} projected_194_seconds={secs * 194 / len(tasks):.0f}")
     if args.stream_tasks and "eval_stream" in want:
         streams(gen, tasks[: args.stream_tasks], dec, args.batch)
-    cache_tasks = load_editeval(args.editeval)[: args.cache_tasks]
+    cache_tasks = editeval[: args.cache_tasks]
     if args.cache_tasks and "kv_cache" in want:
         against("kv_cache", "ROOM", 0, gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "prefill" in want:

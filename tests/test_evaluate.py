@@ -65,10 +65,10 @@ def test_continuous_batching_matches_generate(smollm_dir, monkeypatch, room, was
 
     from instructcoder_utils import decoding
     from instructcoder_utils.decoding import continuous_generate
+    from instructcoder_utils.models import load_model, load_tokenizer
 
     monkeypatch.setattr(decoding, "ROOM", room)
     monkeypatch.setattr(decoding, "PAD_WASTE", waste)
-    from instructcoder_utils.models import load_model, load_tokenizer
 
     tok = load_tokenizer("builtin:smollm2-135m-instruct")
     model = load_model("builtin:smollm2-135m-instruct", dtype="fp32", device="cpu").eval()
