@@ -9,7 +9,9 @@ Tokens are real (non-pad) tokens, counted the same way for both.
     .venv/bin/python benchmarks/bench_train.py [--profile tiny] [--steps 4] [--batch 4]
 
 Data: ``outputs/<profile>/03_filtering/dataset`` when stage 03 has run, else standard-library edits.
-Prints ``RESULT train_tokens_per_s ratio=<ours/baseline> value=<ours tok/s> unit=tok/s seconds=...``.
+Prints ``RESULT train_tokens_per_s ratio=<ours/baseline> value=<ours tok/s> unit=tok/s seconds=...``, then
+``RESULT train_lora_dropout``: our loop with the profile's LoRA dropout against the paper's 0.05 (two
+alternating rounds each; on a CPU every adapted layer draws a Bernoulli mask per step, which is slow).
 """
 
 from __future__ import annotations
@@ -82,6 +84,18 @@ def bench_ours(cfg, rows, tok, steps: int, batch: int) -> tuple[float, int]:
     return seconds, tokens
 
 
+def bench_dropout(cfg, rows, tok, steps: int, batch: int, paper: float = 0.05) -> tuple[float, float]:
+    """(tok/s with the profile's LoRA dropout, tok/s with ``paper``'s), alternating sides over two rounds."""
+    sides = {"ours": cfg, "paper": cfg.model_copy(update={"training": cfg.training.model_copy(
+        update={"lora_dropout": paper})})}
+    got = {name: [0.0, 0] for name in sides}
+    for name in ("ours", "paper", "paper", "ours"):
+        s, n = bench_ours(sides[name], rows, tok, steps, batch)
+        got[name][0] += s
+        got[name][1] += n
+    return got["ours"][1] / got["ours"][0], got["paper"][1] / got["paper"][0]
+
+
 def bench_trainer(cfg, rows, tok, steps: int, batch: int) -> tuple[float, int]:
     """The naive baseline: HF Trainer, padding to max_length, random batches, fp32."""
     import datasets
@@ -144,6 +158,11 @@ def main() -> int:
     print(f"RESULT train_tokens_per_s ratio={ours / base:.2f} value={ours:.1f} unit=tok/s "
           f"baseline={base:.1f} instances={len(rows)} steps={args.steps} batch={args.batch} "
           f"seconds={time.perf_counter() - t_all:.1f}")
+    t_drop = time.perf_counter()
+    with_ours, with_paper = bench_dropout(cfg, rows, tok, args.steps, args.batch)
+    print(f"RESULT train_lora_dropout ratio={with_ours / with_paper:.2f} value={with_ours:.1f} unit=tok/s "
+          f"baseline={with_paper:.1f} dropout={cfg.training.lora_dropout} baseline_dropout=0.05 "
+          f"instances={len(rows)} steps={args.steps} batch={args.batch} seconds={time.perf_counter() - t_drop:.1f}")
     return 0
 
 
