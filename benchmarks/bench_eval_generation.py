@@ -25,6 +25,10 @@ A fourth figure, ``prefill``: prompts admitted to the batch together are prefill
 length (``decoding.length_chunks``: left-padding adds at most ``PAD_WASTE`` to a run's tokens). Baseline:
 every admitted prompt padded to the longest (``PAD_WASTE = inf``), as before. Same tasks and batch as
 ``kv_cache``; ``padded`` is prefilled positions per real prompt token.
+
+A fifth figure, ``packed_head``: on a CPU in fp32 the vocabulary projection runs as oneDNN's linear with
+pre-packed weights (``models.pack_head``). Baseline: the model's own ``nn.Linear``. Same tasks and batch
+as ``kv_cache``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,13 +115,13 @@ def streams(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) 
           f"instances={3 * len(tasks)} identical={str(same).lower()}")
 
 
-def against(name: str, knob: str, baseline_value: float, gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding,
-            batch: int) -> None:
-    """Time ``ours`` with ``decoding.<knob>`` as shipped and at ``baseline_value``, alternating, best of two;
-    ``padded`` counts the prefilled positions per real prompt token of each side."""
+def against(name: str, sides: dict[str, Callable[[], None]], gen: E.HFGenerator, tasks: list[dict],
+            dec: E.Decoding, batch: int) -> None:
+    """Time ``ours`` after ``sides["ours"]()`` and after ``sides["baseline"]()`` (each sets the decoder up
+    one way), alternating, best of two; ``padded`` counts the prefilled positions per real prompt token."""
     from instructcoder_utils import decoding
 
-    shipped, prefill = getattr(decoding, knob), decoding._prefill
+    prefill = decoding._prefill
     times, replies, positions = {"ours": [], "baseline": []}, {}, {}
 
     def counting(side: str):
@@ -129,19 +134,42 @@ def against(name: str, knob: str, baseline_value: float, gen: E.HFGenerator, tas
 
     try:
         for _ in range(2):
-            for side, value in (("ours", shipped), ("baseline", baseline_value)):
-                setattr(decoding, knob, value)
+            for side in ("ours", "baseline"):
+                sides[side]()
                 decoding._prefill = counting(side)
                 secs, _, replies[side] = ours(gen, tasks, dec, batch)
                 times[side].append(secs)
     finally:
-        setattr(decoding, knob, shipped)
+        sides["ours"]()
         decoding._prefill = prefill
     a, b = min(times["ours"]), min(times["baseline"])
     pad = {side: pos[0] / pos[1] for side, pos in positions.items()}
     print(f"RESULT {name} ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
           f"batch={batch} identical={str(replies['ours'] == replies['baseline']).lower()} "
           f"padded={pad['ours']:.2f} baseline_padded={pad['baseline']:.2f}")
+
+
+def knob(name: str, baseline_value: float) -> dict[str, Callable[[], None]]:
+    """Sides that set ``decoding.<name>`` as shipped and to ``baseline_value``."""
+    from instructcoder_utils import decoding
+
+    shipped = getattr(decoding, name)
+    return {"ours": lambda: setattr(decoding, name, shipped), "baseline": lambda: setattr(decoding, name, baseline_value)}
+
+
+def head(gen: E.HFGenerator) -> dict[str, Callable[[], None]]:
+    """Sides with the packed vocabulary projection ``HFGenerator`` installed and with a plain ``nn.Linear``
+    holding the same weights."""
+    import torch
+
+    packed = gen.model.get_output_embeddings()
+    if isinstance(packed, torch.nn.Linear):
+        raise SystemExit("packed_head: the projection is not packed here (GPU, bf16 or no oneDNN); nothing to compare")
+    weight = packed.weight.to_dense()
+    dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    dense.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return {"ours": lambda: gen.model.set_output_embeddings(packed),
+            "baseline": lambda: gen.model.set_output_embeddings(dense)}
 
 
 def main() -> None:
@@ -152,9 +180,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
-    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache and prefill figures (0: skip)")
-    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache and prefill figures (stage 05's)")
-    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill"], nargs="*",
+    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache, prefill and packed_head figures (0: skip)")
+    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache, prefill and packed_head figures (stage 05's)")
+    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
     editeval = load_editeval(args.editeval)
@@ -162,7 +190,7 @@ def main() -> None:
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
-    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill"])
+    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head"])
     if "eval_generation" in want:
         secs, toks, replies = ours(gen, tasks, dec, args.batch)
         base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
@@ -176,9 +204,11 @@ def main() -> None:
         streams(gen, tasks[: args.stream_tasks], dec, args.batch)
     cache_tasks = editeval[: args.cache_tasks]
     if args.cache_tasks and "kv_cache" in want:
-        against("kv_cache", "ROOM", 0, gen, cache_tasks, dec, args.cache_batch)
+        against("kv_cache", knob("ROOM", 0), gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "prefill" in want:
-        against("prefill", "PAD_WASTE", float("inf"), gen, cache_tasks, dec, args.cache_batch)
+        against("prefill", knob("PAD_WASTE", float("inf")), gen, cache_tasks, dec, args.cache_batch)
+    if args.cache_tasks and "packed_head" in want:
+        against("packed_head", head(gen), gen, cache_tasks, dec, args.cache_batch)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ class HFGenerator:
     def __init__(self, spec: ModelSpec, dtype: str = "auto", threads: int | None = None) -> None:
         import torch
 
-        from .models import load_model, load_tokenizer
+        from .models import load_model, load_tokenizer, pack_head
 
         if threads:
             torch.set_num_threads(threads)
@@ -246,6 +246,7 @@ class HFGenerator:
 
             model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
         self.model = model.eval()
+        pack_head(self.model)  # CPU fp32: the vocabulary projection in oneDNN's packed layout
         self.spec = spec
 
     def prompt(self, task: dict[str, Any], template: str | None = None) -> str:

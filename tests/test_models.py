@@ -42,3 +42,28 @@ def test_other_names_pass_through_and_unknown_builtin_fails():
 def test_cache_dir_is_configurable(monkeypatch, tmp_path):
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
     assert models.cache_dir() == tmp_path
+
+
+def test_packed_head_gives_the_same_greedy_tokens_and_leaves_other_models_alone(smollm_dir):
+    """``pack_head`` swaps the CPU fp32 vocabulary projection for oneDNN's packed linear: the logits
+    agree to float rounding and greedy decoding writes the same tokens; a bf16 model is left as it is."""
+    import torch
+
+    model = models.load_model("builtin:smollm2-135m-instruct").eval()
+    tok = models.load_tokenizer("builtin:smollm2-135m-instruct")
+    ids = tok(["def add(a, b):\n    return a + b\n# rename add to plus\n", "x = [1, 2, 3]\nprint(sum(x))"],
+              return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        dense_logits = model(**ids).logits
+        dense_reply = model.generate(**ids, max_new_tokens=24, do_sample=False)
+        original = models.pack_head(model)
+        assert isinstance(original, torch.nn.Linear) and not isinstance(model.get_output_embeddings(), torch.nn.Linear)
+        packed_logits = model(**ids).logits
+        packed_reply = model.generate(**ids, max_new_tokens=24, do_sample=False)
+    assert torch.allclose(dense_logits, packed_logits, atol=1e-3, rtol=1e-4)
+    assert torch.equal(dense_reply, packed_reply)
+    assert model.model.embed_tokens.weight.data_ptr() == original.weight.data_ptr()  # the input side keeps its weights
+
+    half = models.load_model("builtin:smollm2-135m-instruct", dtype="bf16")
+    head = half.get_output_embeddings()
+    assert models.pack_head(half) is head and half.get_output_embeddings() is head
