@@ -106,7 +106,7 @@ def load_model(name: str, dtype: str = "fp32", device: str = "cpu"):
 
 def pack_head(model):
     """Swap a CPU fp32 model's vocabulary projection for oneDNN's linear with pre-packed weights, for
-    inference only; returns the original module (a benchmark puts it back).
+    inference only; returns the module it replaced (or the one it left in place).
 
     Why: while decoding, the projection multiplies a few dozen rows by a 49k x 576 matrix, and the
     default kernel streamed that matrix at half the speed oneDNN's packed layout does: ~10 % of a step
