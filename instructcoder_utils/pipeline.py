@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,43 @@ MARKER = ".stage.json"
 
 class StageFailed(RuntimeError):
     pass
+
+
+class PeakMemory:
+    """The largest resident memory of this process and every process below it (the notebook's kernel, the
+    sandboxes it starts), sampled every ``every`` seconds while the block runs: ``peak_mib``.
+
+    Why sampled and summed: a stage runs in a separate kernel process with children of its own, so neither
+    the runner's ``ru_maxrss`` nor the kernel's alone is the machine's memory during the stage (DESIGN.md's
+    8 GiB budget); a spike shorter than ``every`` can be missed."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every, self.peak_mib = every, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while True:
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:  # ended between the listing and the reading
+                    pass
+            self.peak_mib = max(self.peak_mib, total / 2**20)
+            if self._stop.wait(self.every):
+                return
 
 
 def notebook_for(stage: str) -> Path:
@@ -96,8 +134,10 @@ def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
 
 
 def _summary(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """outputs/<profile>/summary.json: dataset size, total time, base vs tuned pass@1 per set."""
+    """outputs/<profile>/summary.json: dataset size, total time, peak memory, base vs tuned pass@1 per set."""
     summary: dict[str, Any] = {"profile": manifest["profile_name"], "total_seconds": manifest["total_seconds"]}
+    peaks = [s["peak_rss_mib"] for s in manifest["stages"].values() if s.get("peak_rss_mib") is not None]
+    summary["peak_rss_mib"] = max(peaks) if peaks else None  # the largest stage's (stages run one at a time)
     try:
         report = read_json(out / "03_filtering" / "filter_report.json")
         summary["dataset_size"] = report.get("final", report.get("splits"))
@@ -159,7 +199,8 @@ def run(
                 entry["status"] = "not selected"
                 continue
             if not force and is_complete(out, stage, key):
-                entry.update(status="skipped (unchanged)", seconds=read_json(out / stage / MARKER).get("seconds"))
+                done = read_json(out / stage / MARKER)
+                entry.update(status="skipped (unchanged)", seconds=done.get("seconds"), peak_rss_mib=done.get("peak_rss_mib"))
                 print(f"[{stage}] unchanged since the last run: skipped (use --force to re-run)")
                 continue
             (stage_dir(out, stage) / MARKER).unlink(missing_ok=True)
@@ -168,15 +209,17 @@ def run(
             t0 = time.time()
             print(f"[{stage}] running {notebook_for(stage).name} ...", flush=True)
             params = {"profile": profile_file, "out_dir": str(out), "overrides": overrides or {}}
+            memory = PeakMemory()
             try:
-                _execute(stage, out / "notebooks" / notebook_for(stage).name, params)
+                with memory:
+                    _execute(stage, out / "notebooks" / notebook_for(stage).name, params)
             except StageFailed:
-                entry.update(status="failed", seconds=round(time.time() - t0, 2))
+                entry.update(status="failed", seconds=round(time.time() - t0, 2), peak_rss_mib=round(memory.peak_mib))
                 raise
-            secs = round(time.time() - t0, 2)
-            entry.update(status="ok", seconds=secs)
-            write_json(out / stage / MARKER, {"key": key, "seconds": secs, "finished": time.time()})
-            print(f"[{stage}] done in {secs:.1f}s", flush=True)
+            secs, peak = round(time.time() - t0, 2), round(memory.peak_mib)
+            entry.update(status="ok", seconds=secs, peak_rss_mib=peak)
+            write_json(out / stage / MARKER, {"key": key, "seconds": secs, "peak_rss_mib": peak, "finished": time.time()})
+            print(f"[{stage}] done in {secs:.1f}s, peak memory {peak} MiB", flush=True)
     finally:
         manifest["total_seconds"] = round(time.time() - t_start, 2)
         manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -30,9 +30,11 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
     for stage, entry in run["stages"].items():
         assert entry["status"] == "ok", f"{stage}: {entry}"
         assert entry["seconds"] > 0
+        assert entry["peak_rss_mib"] > 100, f"{stage}: the kernel alone holds more than {entry['peak_rss_mib']} MiB"
         assert (out / "notebooks" / f"{stage}.ipynb").is_file()
     summary = read_json(out / "summary.json")
     assert summary["dataset_size"]["train"] > 0
+    assert summary["peak_rss_mib"] == max(e["peak_rss_mib"] for e in run["stages"].values())
     for name in ("editeval", "own", "test_split"):
         scores = summary["evaluation"][name]
         assert 0 <= scores["base"] <= 100 and 0 <= scores["tuned"] <= 100

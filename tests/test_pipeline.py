@@ -60,6 +60,19 @@ def test_run_records_manifest_and_skips_unchanged(fake_notebooks, tmp_path):
     assert forced["stages"]["02_generation"]["status"] == "ok"
 
 
+def test_run_records_each_stage_peak_memory(fake_notebooks, tmp_path):
+    """The peak counts the kernel's memory, not only the runner's: a stage that holds 400 MiB more for a
+    second peaks that much above one that does not."""
+    _nb(fake_notebooks / "02_generation.ipynb", "import time\nblock = b'x' * (400 << 20)\ntime.sleep(1.5)")
+    out = tmp_path / "out"
+    m = pipeline.run("smoke", out_dir=str(out))
+    light, heavy = (m["stages"][s]["peak_rss_mib"] for s in ("01_seeds", "02_generation"))
+    assert light > 20 and heavy - light > 300, (light, heavy)
+    assert read_json(out / "summary.json")["peak_rss_mib"] == heavy
+    again = pipeline.run("smoke", out_dir=str(out))  # skipped stages keep their figure
+    assert again["stages"]["02_generation"]["peak_rss_mib"] == heavy
+
+
 def test_failing_notebook_names_stage_cell_and_error(fake_notebooks, tmp_path):
     _nb(fake_notebooks / "02_generation.ipynb", "raise RuntimeError('the model replied nonsense')")
     out = tmp_path / "out"
