@@ -29,6 +29,10 @@ every admitted prompt padded to the longest (``PAD_WASTE = inf``), as before. Sa
 A fifth figure, ``packed_head``: on a CPU in fp32 the vocabulary projection runs as oneDNN's linear with
 pre-packed weights (``models.pack_head``). Baseline: the model's own ``nn.Linear``. Same tasks and batch
 as ``kv_cache``.
+
+A sixth figure, ``row_moves``: when replies finish, the last running rows move into their slots, so only
+the moved rows' key/value cache is copied (``decoding._Batch.keep``). Baseline: every remaining row
+gathered into a new cache (``copy_all_keep``), as before. Same tasks and batch as ``kv_cache``.
 """
 
 from __future__ import annotations
@@ -172,6 +176,31 @@ def head(gen: E.HFGenerator) -> dict[str, Callable[[], None]]:
             "baseline": lambda: gen.model.set_output_embeddings(dense)}
 
 
+def copy_all_keep(self, rows: list[int]) -> None:
+    """The baseline ``_Batch.keep``: gather the remaining rows' whole cache into new tensors."""
+    import torch
+
+    idx = torch.tensor(rows, dtype=torch.long)
+    self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
+    self.replies = [self.replies[i] for i in rows]
+    self.limits = [self.limits[i] for i in rows]
+    used = self.mask.any(0).nonzero()
+    start = int(used[0]) if len(used) else self.mask.shape[1]
+    self.mask = self.mask[:, start:]
+    for layer in self.cache.layers:
+        a = layer.start + start
+        layer._set(layer.kbuf[idx, :, a:], layer.vbuf[idx, :, a:], 0, layer.end - a)
+
+
+def moves() -> dict[str, Callable[[], None]]:
+    """Sides with the shipped ``_Batch.keep`` (rows moved into freed slots) and with ``copy_all_keep``."""
+    from instructcoder_utils import decoding
+
+    shipped = decoding._Batch.keep
+    return {"ours": lambda: setattr(decoding._Batch, "keep", shipped),
+            "baseline": lambda: setattr(decoding._Batch, "keep", copy_all_keep)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
@@ -180,9 +209,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
-    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache, prefill and packed_head figures (0: skip)")
-    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache, prefill and packed_head figures (stage 05's)")
-    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head"], nargs="*",
+    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache, prefill, packed_head and row_moves figures (0: skip)")
+    ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache, prefill, packed_head and row_moves figures (stage 05's)")
+    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves"],
+                    nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
     editeval = load_editeval(args.editeval)
@@ -190,7 +220,7 @@ def main() -> None:
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
-    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head"])
+    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves"])
     if "eval_generation" in want:
         secs, toks, replies = ours(gen, tasks, dec, args.batch)
         base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
@@ -209,6 +239,8 @@ def main() -> None:
         against("prefill", knob("PAD_WASTE", float("inf")), gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "packed_head" in want:
         against("packed_head", head(gen), gen, cache_tasks, dec, args.cache_batch)
+    if args.cache_tasks and "row_moves" in want:
+        against("row_moves", moves(), gen, cache_tasks, dec, args.cache_batch)
 
 
 if __name__ == "__main__":

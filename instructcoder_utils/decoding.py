@@ -69,10 +69,14 @@ class _RoomyLayer(DynamicLayer):
         self._set(self.kbuf, self.vbuf, self.start, self.end + new)
         return self.keys, self.values
 
-    def select(self, idx: torch.Tensor, drop: int = 0) -> None:
-        """Keep the rows ``idx`` and their live columns from the ``drop``-th on (and the spare ones)."""
+    def select(self, holes: list[int], movers: list[int], rows: int, drop: int = 0) -> None:
+        """Keep the first ``rows`` rows, after copying rows ``movers`` into the freed rows ``holes``, and their
+        live columns from the ``drop``-th on. Only the moved rows are copied; the rest are views."""
         a = self.start + drop
-        self._set(self.kbuf[idx, :, a:], self.vbuf[idx, :, a:], 0, self.end - a)
+        if holes:
+            self.kbuf[holes, :, a:self.end] = self.kbuf[movers, :, a:self.end]
+            self.vbuf[holes, :, a:self.end] = self.vbuf[movers, :, a:self.end]
+        self._set(self.kbuf[:rows], self.vbuf[:rows], a, self.end)
 
     def join(self, other: _RoomyLayer) -> None:
         """Append ``other``'s rows; the shorter cache is left-padded with zeros (its mask hides them)."""
@@ -131,16 +135,26 @@ class _Batch:
         self.limits += other.limits
 
     def keep(self, rows: list[int]) -> None:
-        """Drop every row not in ``rows``, then the cache columns no remaining row attends to."""
-        idx = torch.tensor(rows, dtype=torch.long)
+        """Keep the rows ``rows`` (ascending), then drop the cache columns no remaining row attends to.
+
+        The last live rows move into the freed slots, so a finished reply costs a copy of the moved rows'
+        cache, not of the whole cache (which every finished reply used to cost: ~7 % of stage 05's time at
+        batch 32, and growing with the square of the batch)."""
+        n, live = len(rows), set(rows)
+        holes = [i for i in range(n) if i not in live]
+        movers = [i for i in rows if i >= n]  # as many as holes
+        order = list(range(n))
+        for hole, mover in zip(holes, movers, strict=True):
+            order[hole] = mover
+        idx = torch.tensor(order, dtype=torch.long)
         self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
-        self.replies = [self.replies[i] for i in rows]
-        self.limits = [self.limits[i] for i in rows]
+        self.replies = [self.replies[i] for i in order]
+        self.limits = [self.limits[i] for i in order]
         used = self.mask.any(0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         self.mask = self.mask[:, start:]
         for layer in self.cache.layers:
-            layer.select(idx, start)
+            layer.select(holes, movers, n, start)
 
 
 def _cache_kw(model) -> str:
