@@ -180,13 +180,8 @@ def copy_all_keep(self, rows: list[int]) -> None:
     """The baseline ``_Batch.keep``: gather the remaining rows' whole cache into new tensors."""
     import torch
 
+    start = self.take(rows)
     idx = torch.tensor(rows, dtype=torch.long)
-    self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
-    self.replies = [self.replies[i] for i in rows]
-    self.limits = [self.limits[i] for i in rows]
-    used = self.mask.any(0).nonzero()
-    start = int(used[0]) if len(used) else self.mask.shape[1]
-    self.mask = self.mask[:, start:]
     for layer in self.cache.layers:
         a = layer.start + start
         layer._set(layer.kbuf[idx, :, a:], layer.vbuf[idx, :, a:], 0, layer.end - a)

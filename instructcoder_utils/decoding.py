@@ -146,6 +146,13 @@ class _Batch:
         order = list(range(n))
         for hole, mover in zip(holes, movers, strict=True):
             order[hole] = mover
+        start = self.take(order)
+        for layer in self.cache.layers:
+            layer.select(holes, movers, n, start)
+
+    def take(self, order: list[int]) -> int:
+        """Set the rows' state (not their cache) to the rows ``order``, then drop the mask's leading columns
+        that no row attends to; returns how many were dropped, for the cache to drop too."""
         idx = torch.tensor(order, dtype=torch.long)
         self.mask, self.pos, self.last = self.mask[idx], self.pos[idx], self.last[idx]
         self.replies = [self.replies[i] for i in order]
@@ -153,8 +160,7 @@ class _Batch:
         used = self.mask.any(0).nonzero()
         start = int(used[0]) if len(used) else self.mask.shape[1]
         self.mask = self.mask[:, start:]
-        for layer in self.cache.layers:
-            layer.select(holes, movers, n, start)
+        return start
 
 
 def _cache_kw(model) -> str:
