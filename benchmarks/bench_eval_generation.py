@@ -33,6 +33,9 @@ as ``kv_cache``.
 A sixth figure, ``row_moves``: when replies finish, the last running rows move into their slots, so only
 the moved rows' key/value cache is copied (``decoding._Batch.keep``). Baseline: every remaining row
 gathered into a new cache (``copy_all_keep``), as before. Same tasks and batch as ``kv_cache``.
+
+A seventh figure, ``batch_size``: the same tasks decoded at ``--batch-sizes`` A B (ours: A, default 64,
+`tiny`'s; baseline: B, default 32), alternating, best of two.
 """
 
 from __future__ import annotations
@@ -196,6 +199,18 @@ def moves() -> dict[str, Callable[[], None]]:
             "baseline": lambda: setattr(decoding._Batch, "keep", copy_all_keep)}
 
 
+def batch_sizes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, mine: int, other: int) -> None:
+    """Decode ``tasks`` at batch ``mine`` and at ``other``, alternating, best of two."""
+    times, replies = {mine: [], other: []}, {}
+    for _ in range(2):
+        for batch in (mine, other):
+            secs, _, replies[batch] = ours(gen, tasks, dec, batch)
+            times[batch].append(secs)
+    a, b = min(times[mine]), min(times[other])
+    print(f"RESULT batch_size ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
+          f"batch={mine} baseline_batch={other} identical={str(replies[mine] == replies[other]).lower()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
@@ -204,10 +219,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stream-tasks", type=int, default=32, help="tasks per prompt in the eval_stream figure (0: skip)")
-    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache, prefill, packed_head and row_moves figures (0: skip)")
+    ap.add_argument("--cache-tasks", type=int, default=64, help="tasks in the kv_cache, prefill, packed_head, row_moves and batch_size figures (0: skip)")
     ap.add_argument("--cache-batch", type=int, default=32, help="batch size of the kv_cache, prefill, packed_head and row_moves figures (stage 05's)")
-    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves"],
-                    nargs="*",
+    ap.add_argument("--batch-sizes", type=int, nargs=2, default=[64, 32], metavar=("OURS", "BASELINE"),
+                    help="the batch_size figure: tiny's batch against another (same tasks as kv_cache)")
+    ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves",
+                                       "batch_size"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
     editeval = load_editeval(args.editeval)
@@ -215,7 +232,8 @@ def main() -> None:
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
-    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves"])
+    want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves",
+                             "batch_size"])
     if "eval_generation" in want:
         secs, toks, replies = ours(gen, tasks, dec, args.batch)
         base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
@@ -236,6 +254,8 @@ def main() -> None:
         against("packed_head", head(gen), gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "row_moves" in want:
         against("row_moves", moves(), gen, cache_tasks, dec, args.cache_batch)
+    if args.cache_tasks and "batch_size" in want:
+        batch_sizes(gen, cache_tasks, dec, *args.batch_sizes)
 
 
 if __name__ == "__main__":
