@@ -56,7 +56,11 @@ class PeakMemory:
         me = psutil.Process()
         while True:
             total = 0
-            for proc in [me, *me.children(recursive=True)]:
+            try:
+                procs = [me, *me.children(recursive=True)]
+            except psutil.Error:  # a child ended while the tree was listed: sample again next time
+                procs = []
+            for proc in procs:
                 try:
                     total += proc.memory_info().rss
                 except psutil.Error:  # ended between the listing and the reading
