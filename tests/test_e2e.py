@@ -30,7 +30,7 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
     for stage, entry in run["stages"].items():
         assert entry["status"] == "ok", f"{stage}: {entry}"
         assert entry["seconds"] > 0
-        assert entry["peak_rss_mib"] > 100, f"{stage}: the kernel alone holds more than {entry['peak_rss_mib']} MiB"
+        assert entry["peak_rss_mib"] > 100, f"{stage}: peak {entry['peak_rss_mib']} MiB, less than a kernel alone holds"
         assert (out / "notebooks" / f"{stage}.ipynb").is_file()
     summary = read_json(out / "summary.json")
     assert summary["dataset_size"]["train"] > 0
