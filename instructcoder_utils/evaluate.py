@@ -16,14 +16,23 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import Profile
 from .files import iter_jsonl, read_json, write_json, write_jsonl
-from .prompts import cut_reply, edited_program, fingerprint, get_template, looping, render_prompt, reply_end
+from .prompts import (
+    cut_reply,
+    edited_program,
+    fingerprint,
+    get_template,
+    looping,
+    render_prompt,
+    render_response,
+    reply_end,
+)
 from .stats import edit_ratio  # the paper's r, as stage 03 reports it
 
 GEN_VERSION = "gen-v1"  # bump when generation logic changes what a cached reply would be
@@ -544,22 +553,45 @@ def evaluate_model(cfg: Profile, stage_out: Path, spec: ModelSpec, sets: dict[st
 
 
 # --------------------------------------------------------------------------- the study
+def over_bound(tasks: Sequence[dict[str, Any]], decoding: Decoding, template: str,
+               count: Callable[[str], int]) -> list[str]:
+    """The tasks whose reference edit, written as ``template``'s reply, has more tokens than the bound
+    ``decoding`` gives a reply to its input (``Decoding.bound``).
+
+    The bound stops rambling replies early, but a task that adds much code to a short input (EditEval/37:
+    31 input tokens, 192 in the reference) may need more: a reply as long as its reference is cut there,
+    so only a shorter correct edit can pass. Counting them says what the bound costs before any model runs."""
+    return [t["task_id"] for t in tasks
+            if count(render_response(template, t["output"], t["input"])) > decoding.bound(count(t["input"]))]
+
+
 def check_references(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
                      progress: bool = True) -> dict[str, Any]:
-    """Execute every reference edit: a correct harness passes (nearly) all of them."""
+    """Execute every reference edit (a correct harness passes nearly all of them) and count the references
+    longer than their token bound (``over_bound``, in the base model's tokens and the tuned model's reply
+    format)."""
+    from .models import load_tokenizer
+
     ev = cfg.evaluation
     exec_cache = ExecCache(Path(stage_out) / "exec_cache.jsonl")
+    tok = load_tokenizer(cfg.training.base_model)
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False).input_ids)
+
     report = {}
     for name, tasks in sets.items():
+        entry = report[name] = {"tasks": len(tasks), "with_tests": 0,
+                                "over_bound": over_bound(tasks, decoding_from(cfg), cfg.training.prompt_template, count)}
         with_test = [t for t in tasks if t.get("test")]
         if not with_test:
             continue
         samples = [{"task_id": t["task_id"], "output": t["output"]} for t in with_test]
         t0 = time.perf_counter()
         res = exec_cache.run(with_test, samples, ev.timeout_s, ev.workers, progress)
-        report[name] = {"tasks": len(res), "passed": sum(r["passed"] for r in res),
-                        "failed": [r["task_id"] for r in res if not r["passed"]],
-                        "seconds": round(time.perf_counter() - t0, 2)}
+        entry.update({"with_tests": len(res), "passed": sum(r["passed"] for r in res),
+                      "failed": [r["task_id"] for r in res if not r["passed"]],
+                      "seconds": round(time.perf_counter() - t0, 2)})
     write_json(Path(stage_out) / "references.json", report)
     return report
 

@@ -35,9 +35,13 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
     summary = read_json(out / "summary.json")
     assert summary["dataset_size"]["train"] > 0
     assert summary["peak_rss_mib"] == max(e["peak_rss_mib"] for e in run["stages"].values())
+    refs = read_json(out / "05_evaluation" / "references.json")
     for name in ("editeval", "own", "test_split"):
         scores = summary["evaluation"][name]
         assert 0 <= scores["base"] <= 100 and 0 <= scores["tuned"] <= 100
+        assert refs[name]["tasks"] == scores["n"] and len(refs[name]["over_bound"]) <= refs[name]["tasks"]
+    assert refs["editeval"]["passed"] == refs["editeval"]["with_tests"] == 4
+    assert refs["editeval"]["over_bound"], "smoke's 64 new tokens are fewer than some of the first 4 references need"
     assert "report:" in stdout
 
 

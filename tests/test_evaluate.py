@@ -131,6 +131,18 @@ def test_decoding_bounds_new_tokens_by_input():
     assert d.bound(10) == 79 and d.bound(1000) == 384
 
 
+def test_over_bound_names_references_longer_than_their_bound():
+    """A reference that adds many lines to a one-line input is longer than the bound its input gets; one
+    as long as its input is not; a larger slack admits it. Whitespace words stand in for tokens."""
+    d = E.Decoding(max_new_tokens=384, factor=1.5, slack=8)
+    words = lambda text: len(text.split())  # noqa: E731
+    grow = {"task_id": "grow", "input": "x = 1", "output": "\n".join(f"y{i} = {i}" for i in range(10))}
+    same = {"task_id": "same", "input": "x = 1", "output": "x = 2"}
+    assert E.over_bound([grow, same], d, "chat_v1", words) == ["grow"]
+    assert E.over_bound([grow, same], replace(d, slack=64), "chat_v1", words) == []
+    assert E.over_bound([grow], replace(d, max_new_tokens=20, slack=64), "chat_v1", words) == ["grow"]
+
+
 # --------------------------------------------------------------------------- generation with the real model
 @pytest.fixture
 def tiny_cfg():
