@@ -85,9 +85,19 @@ TEMPLATES: dict[str, Template] = {
         response="{output}",
         stop=("\n### ",),
     ),
+    # Markdown sections, no chat markup: for a base (not instruction-tuned) LM, which continues a document
+    # rather than answering, the fenced "before" block and the section headings ask for a fenced "after" one.
+    "markdown_v1": Template(
+        name="markdown_v1",
+        chat=False,
+        system=None,
+        user="### Code\n```python\n{input}\n```\n\n### Change\n{instruction}\n\n### Changed code\n",
+        response="```python\n{output}\n```",
+        stop=("\n### ",),
+    ),
 }
 
-BASE_PROMPTS = ("chat_v1", "chat_system_v1", "plain_v1", "alpaca_v1")
+BASE_PROMPTS = ("chat_v1", "chat_system_v1", "plain_v1", "alpaca_v1", "markdown_v1")
 
 
 def fingerprint(t: Template) -> str:

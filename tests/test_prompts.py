@@ -10,8 +10,11 @@ from instructcoder_utils.prompts import (
     DIVIDER,
     REPLACE,
     SEARCH,
+    TEMPLATES,
     apply_diff,
+    cut_reply,
     edited_program,
+    extract_code,
     fingerprint,
     get_template,
     looping,
@@ -62,6 +65,15 @@ def test_edited_program_reads_each_format():
     assert edited_program("chat_diff_v1", diff_reply, before) == "a = 1\nb = 3\n"
     assert edited_program("chat_diff_v1", _fenced("a = 5"), before) == "a = 5\n"  # whole program instead
     assert edited_program("chat_v1", _fenced("a = 5"), before) == "a = 5\n"
+
+
+@pytest.mark.parametrize("name", [n for n, t in TEMPLATES.items() if t.edit_format == "whole"])
+def test_a_reply_in_the_template_format_gives_back_its_program(name):
+    """The response a template trains (and what a model writes in its format), followed by what a model
+    writes after it, is cut at its end and read back as the program."""
+    program = "def area(w, h):\n    \"\"\"Area.\"\"\"\n\n\n    return w * h\n"
+    reply = render_response(name, program) + "\n\n\n\n### Next task\nSure! Here is more:\n```python\nx = 1\n```\n"
+    assert extract_code(cut_reply(name, reply)) == program
 
 
 def test_template_fingerprint_is_stable_for_whole_program_templates():
