@@ -559,7 +559,7 @@ def over_bound(tasks: Sequence[dict[str, Any]], decoding: Decoding, template: st
     ``decoding`` gives a reply to its input (``Decoding.bound``).
 
     The bound stops rambling replies early, but a task that adds much code to a short input (EditEval/37:
-    31 input tokens, 192 in the reference) may need more: a reply as long as its reference is cut there,
+    31 input tokens, a bound of 110, 191 in its reference reply) may need more: a reply as long as its reference is cut there,
     so only a shorter correct edit can pass. Counting them says what the bound costs before any model runs."""
     return [t["task_id"] for t in tasks
             if count(render_response(template, t["output"], t["input"])) > decoding.bound(count(t["input"]))]
@@ -579,10 +579,10 @@ def check_references(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[st
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False).input_ids)
 
-    report = {}
+    decoding, report = decoding_from(cfg), {}
     for name, tasks in sets.items():
         entry = report[name] = {"tasks": len(tasks), "with_tests": 0,
-                                "over_bound": over_bound(tasks, decoding_from(cfg), cfg.training.prompt_template, count)}
+                                "over_bound": over_bound(tasks, decoding, cfg.training.prompt_template, count)}
         with_test = [t for t in tasks if t.get("test")]
         if not with_test:
             continue
