@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -113,6 +114,27 @@ def start_stage(stage: str, profile: str, out_dir: str | None, overrides: dict |
     return cfg, out, sdir
 
 
+def kernel_manager_class():
+    """The kernel manager each stage's kernel starts under: on Linux and macOS it talks to the runner over
+    Unix sockets instead of TCP ports.
+
+    Why: with TCP, jupyter_client picks five free ports and the kernel binds them a moment later. Once, in a
+    ``small`` run here, another process took the heartbeat's port in between ("ZMQError: Address already in
+    use"): the notebook still ran to its end, but closing the heartbeat channel then waited forever, and the
+    run hung after stage 03. Unix sockets are files named after the kernel: nothing else can take them."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -129,6 +151,7 @@ def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
             log_output=True,
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
+            kernel_manager_class=kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         raise StageFailed(

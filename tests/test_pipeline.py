@@ -60,6 +60,19 @@ def test_run_records_manifest_and_skips_unchanged(fake_notebooks, tmp_path):
     assert forced["stages"]["02_generation"]["status"] == "ok"
 
 
+def test_kernels_talk_over_unix_sockets_not_tcp_ports(fake_notebooks, tmp_path):
+    """A TCP port can be taken between jupyter_client picking it and the kernel binding it, which once hung a
+    run; a stage's kernel talks to the runner over Unix sockets (``pipeline.kernel_manager_class``)."""
+    _nb(fake_notebooks / "02_generation.ipynb",
+        "import json\nfrom ipykernel.connect import get_connection_info\n"
+        "print('transport', json.loads(get_connection_info())['transport'])")
+    out = tmp_path / "out"
+    pipeline.run("smoke", out_dir=str(out))
+    executed = nbformat.read(out / "notebooks" / "02_generation.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "transport ipc" in printed, printed
+
+
 def test_run_records_each_stage_peak_memory(fake_notebooks, tmp_path):
     """The peak counts the kernel's memory, not only the runner's: a stage that holds 400 MiB more for a
     second peaks that much above one that does not."""
