@@ -559,8 +559,9 @@ def over_bound(tasks: Sequence[dict[str, Any]], decoding: Decoding, template: st
     ``decoding`` gives a reply to its input (``Decoding.bound``).
 
     The bound stops rambling replies early, but a task that adds much code to a short input (EditEval/37:
-    31 input tokens, a bound of 110, 191 in its reference reply) may need more: a reply as long as its reference is cut there,
-    so only a shorter correct edit can pass. Counting them says what the bound costs before any model runs."""
+    31 input tokens, a bound of 110, 191 in its reference reply) may need more: a reply as long as its
+    reference is cut there, so only a shorter correct edit can pass. Counting them says what the bound
+    costs before any model runs."""
     return [t["task_id"] for t in tasks
             if count(render_response(template, t["output"], t["input"])) > decoding.bound(count(t["input"]))]
 
