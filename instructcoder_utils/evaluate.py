@@ -428,7 +428,10 @@ class ExecCache:
 
     @staticmethod
     def key(task: dict[str, Any], code: str, timeout: float) -> str:
-        return _sha(code, task.get("test"), task.get("context") or "", timeout)
+        from .sandbox import runs_needed
+
+        runs = runs_needed(task)  # in the key only where > 1: other tasks' verdicts stay valid
+        return _sha(code, task.get("test"), task.get("context") or "", timeout, *([runs] if runs > 1 else []))
 
     def run(self, tasks: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]], timeout: float,
             workers: int, progress: bool = True) -> list[dict[str, Any]]:

@@ -40,6 +40,11 @@ from .files import read_jsonl, write_jsonl
 DEFAULT_TIMEOUT = 10.0
 STATUSES = ("passed", "failed", "timeout", "error")
 PASS_AT_KS = (1, 5, 10)
+# A test that times the candidate against a slow reference (EditEval's "optimize" tasks) runs up to this
+# many times and its verdict is the majority's: one run of a candidate about as fast as the reference (the
+# input copied unchanged, say) passes or fails by the machine's load; most of five runs rarely do both ways.
+TIMING_RUNS = 5
+_TIMING_TEST = re.compile(r"\btime\.(?:time|perf_counter|monotonic|process_time)\b|\btimeit\b|\bperf_counter\b")
 
 # The only variables a candidate sees: no API keys, tokens or proxies from the parent.
 SAFE_ENV = {
@@ -106,6 +111,11 @@ def build_program(task: dict[str, Any], code: str) -> str:
     context = task.get("context") or ""
     program = context.replace("{{Code}}", code) if "{{Code}}" in context else code
     return program + "\n\n" + task["test"] + "\n\n" + "check()"
+
+
+def runs_needed(task: dict[str, Any]) -> int:
+    """How many runs a candidate's verdict is the majority of: ``TIMING_RUNS`` for a test that reads a clock."""
+    return TIMING_RUNS if _TIMING_TEST.search(task.get("test") or "") else 1
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -499,30 +509,41 @@ def evaluate_samples(
     """Execute every sample's ``output`` against its task's test, ``workers`` sandboxes at a time.
 
     Returns one row per sample, in order: the sample's fields except ``output``, plus ``passed``,
-    ``status`` (passed|failed|timeout|error), ``detail``, ``seconds``, ``returncode``, ``attempts``.
+    ``status`` (passed|failed|timeout|error), ``detail``, ``seconds``, ``returncode``, ``attempts`` and
+    ``runs`` (a test that reads a clock runs until most of ``TIMING_RUNS`` runs agree: see there).
     """
     from tqdm.auto import tqdm
 
     by_id = _index_tasks(tasks)
     _check_samples(samples, by_id)
     sb = sandbox or Sandbox(timeout=timeout)
-    programs = [build_program(by_id[s["task_id"]], s.get("output") or "") for s in samples]
+    jobs = [(build_program(by_id[s["task_id"]], s.get("output") or ""), runs_needed(by_id[s["task_id"]]))
+            for s in samples]
 
-    def one(program: str) -> RunResult:
-        return sb.run(program, timeout=timeout)
+    def one(job: tuple[str, int]) -> tuple[RunResult, int]:
+        program, runs = job
+        majority, by_verdict = runs // 2 + 1, {True: [], False: []}
+        while max(len(v) for v in by_verdict.values()) < majority:
+            r = sb.run(program, timeout=timeout)
+            by_verdict[r.passed].append(r)
+        verdict = by_verdict[len(by_verdict[True]) >= majority]
+        r, done = verdict[-1], sum(len(v) for v in by_verdict.values())
+        if runs > 1:
+            r.detail = (f"{r.detail}\n(the test reads a clock: {len(by_verdict[True])} of {done} runs passed; "
+                        f"the verdict is the majority of up to {runs})")
+        return r, done
 
-    runs: list[RunResult] = []
+    runs: list[tuple[RunResult, int]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for r in tqdm(pool.map(one, programs), total=len(programs), desc="exec", disable=not progress,
-                      unit="prog"):
+        for r in tqdm(pool.map(one, jobs), total=len(jobs), desc="exec", disable=not progress, unit="prog"):
             runs.append(r)
     results = []
-    for s, r in zip(samples, runs, strict=True):
+    for s, (r, n) in zip(samples, runs, strict=True):
         row = {k: v for k, v in s.items() if k != "output"}
         row.update(task_id=s["task_id"], passed=r.passed, status=r.status, detail=r.detail,
-                   seconds=round(r.seconds, 3), returncode=r.returncode, attempts=r.attempts)
+                   seconds=round(r.seconds, 3), returncode=r.returncode, attempts=r.attempts, runs=n)
         results.append(row)
-    errors = sum(r.status == "error" for r in runs)
+    errors = sum(r.status == "error" for r, _ in runs)
     if errors:
         print(f"warning: {errors} of {len(runs)} programs hit a HARNESS error (the sandbox failed to start, "
               "after retries); they count as not passed but are not the candidate's fault", file=sys.stderr)

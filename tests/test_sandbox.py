@@ -331,6 +331,52 @@ def test_editeval_references_pass_and_inputs_fail(box, editeval_path):
     assert all(r["status"] in sbx.STATUSES and "output" not in r for r in rows)
 
 
+class _Scripted:
+    """Fault injection: a sandbox whose runs give the scripted statuses in turn (the real one is tested above)."""
+
+    def __init__(self, statuses: list[str]) -> None:
+        self.statuses, self.calls = list(statuses), 0
+
+    def run(self, program: str, timeout: float | None = None) -> sbx.RunResult:
+        self.calls += 1
+        return sbx.RunResult(status=self.statuses.pop(0), detail="", returncode=0, seconds=0.01)
+
+
+def test_a_test_that_reads_a_clock_is_judged_by_most_of_its_runs():
+    """A candidate as slow as the reference passes a timing test by chance on a loaded machine (the tuned
+    model's unchanged copy of EditEval/159's input passed in one scoring of a run and failed in the next), so
+    a test that reads a clock runs until most of ``TIMING_RUNS`` runs agree; other tests run once."""
+    clock = {"task_id": "T/clock", "context": "", "test": "def check():\n    import time\n    t = time.time()\n"}
+    plain = {"task_id": "T/plain", "context": "", "test": "def check():\n    pass\n"}
+    assert (sbx.runs_needed(clock), sbx.runs_needed(plain)) == (sbx.TIMING_RUNS, 1) and sbx.TIMING_RUNS == 5
+
+    def score(task: dict, statuses: list[str]) -> tuple[bool, str, int, int, str]:
+        box = _Scripted(statuses)
+        row = evaluate_samples([task], [{"task_id": task["task_id"], "output": ""}], sandbox=box, progress=False)[0]
+        return row["passed"], row["status"], row["runs"], box.calls, row["detail"]
+
+    assert score(clock, ["passed", "failed", "failed", "failed", "passed"])[:4] == (False, "failed", 4, 4)
+    assert score(clock, ["failed", "passed", "timeout", "passed", "passed"])[:4] == (True, "passed", 5, 5)
+    passed = score(clock, ["passed"] * 5)
+    assert passed[:4] == (True, "passed", 3, 3) and "3 of 3 runs passed" in passed[4]
+    assert score(plain, ["passed", "failed"])[:4] == (True, "passed", 1, 1)
+    assert score(plain, ["failed", "passed"])[:4] == (False, "failed", 1, 1)
+
+
+def test_editeval_timing_tasks_are_the_ones_that_read_a_clock(box, editeval_path):
+    """EditEval's eight "make it faster" tasks are flagged, no other; in the real sandbox a candidate far
+    faster than its reference passes the first three runs, the majority."""
+    tasks = load_editeval(editeval_path)
+    timed = [t for t in tasks if sbx.runs_needed(t) > 1]
+    assert [t["task_id"] for t in timed] == [f"EditEval/{i}" for i in (31, 103, 131, 141, 156, 159, 161, 167)]
+    slow = "def check():\n    import time\n    t0 = time.perf_counter(); time.sleep(0.2); slow = time.perf_counter() - t0\n" \
+           "    t0 = time.perf_counter(); f(); assert time.perf_counter() - t0 < slow * 0.95\n"
+    task = {"task_id": "T/fast", "context": "", "test": slow}
+    row = evaluate_samples([task], [{"task_id": "T/fast", "output": "def f():\n    return 1\n"}], sandbox=box,
+                           progress=False)[0]
+    assert (row["passed"], row["runs"]) == (True, 3)
+
+
 def test_evaluate_samples_rejects_unknown_tasks():
     with pytest.raises(ValueError, match="not in the tasks"):
         evaluate_samples([{"task_id": "a", "test": "def check(): pass"}], [{"task_id": "b", "output": ""}])
