@@ -12,6 +12,7 @@ spends most of its time after the answer. Every reply is appended to ``samples.j
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import time
@@ -262,7 +263,7 @@ class HFGenerator:
         return render_prompt(template or self.spec.template, task["instruction"], task["input"], self.tok)
 
     def input_tokens(self, task: dict[str, Any]) -> int:
-        return len(self.tok(task["input"], add_special_tokens=False).input_ids)
+        return count_tokens(self.tok, task["input"])
 
     def stream(self, prompts: Sequence[str], limits: Sequence[int], decoding: Decoding, batch_size: int,
                seed: int = 0, sources: Sequence[str] | None = None, templates: Sequence[str] | None = None):
@@ -556,6 +557,11 @@ def evaluate_model(cfg: Profile, stage_out: Path, spec: ModelSpec, sets: dict[st
 
 
 # --------------------------------------------------------------------------- the study
+def count_tokens(tok, text: str) -> int:
+    """Tokens of ``text`` alone (no BOS): what the token bound of a reply is computed from."""
+    return len(tok(text, add_special_tokens=False).input_ids)
+
+
 def over_bound(tasks: Sequence[dict[str, Any]], decoding: Decoding, template: str,
                count: Callable[[str], int]) -> list[str]:
     """The tasks whose reference edit, written as ``template``'s reply, has more tokens than the bound
@@ -579,10 +585,7 @@ def check_references(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[st
     ev = cfg.evaluation
     exec_cache = ExecCache(Path(stage_out) / "exec_cache.jsonl")
     tok = load_tokenizer(cfg.training.base_model)
-
-    def count(text: str) -> int:
-        return len(tok(text, add_special_tokens=False).input_ids)
-
+    count = functools.partial(count_tokens, tok)
     decoding, report = decoding_from(cfg), {}
     for name, tasks in sets.items():
         entry = report[name] = {"tasks": len(tasks), "with_tests": 0,
