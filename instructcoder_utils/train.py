@@ -866,6 +866,7 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
             continue
         m = train_run(cfg, spec, tokenized, counts, sdir / spec.name, data_key, force=force,
                       accelerator=accelerator)
+        accelerator.free_memory()  # prepare() holds each run's model and optimizer: ~0.5 GiB a sweep run
         if not m:
             continue
         entries.append({
