@@ -36,6 +36,12 @@ gathered into a new cache (``copy_all_keep``), as before. Same tasks and batch a
 
 A seventh figure, ``batch_size``: the same tasks decoded at ``--batch-sizes`` A B (ours: A, default 64,
 `tiny`'s; baseline: B, default 32), alternating, best of two.
+
+An eighth figure, ``dtype``: on a CPU that computes bf16 natively (AVX-512 BF16 or AMX), stage 05's
+``dtype: auto`` generates in bf16. Baseline: the same model in fp32. The same tasks at the first of
+``--batch-sizes``, alternating, best of two; replies differ (bf16 rounds differently), so ``identical``
+is expected false and ``same_replies`` counts the equal ones. Where auto means fp32 there is nothing to
+compare and the figure says so (as ``packed_head`` does where the head is not packed).
 """
 
 from __future__ import annotations
@@ -164,14 +170,14 @@ def knob(name: str, baseline_value: float) -> dict[str, Callable[[], None]]:
     return {"ours": lambda: setattr(decoding, name, shipped), "baseline": lambda: setattr(decoding, name, baseline_value)}
 
 
-def head(gen: E.HFGenerator) -> dict[str, Callable[[], None]]:
+def head(gen: E.HFGenerator) -> dict[str, Callable[[], None]] | None:
     """Sides with the packed vocabulary projection ``HFGenerator`` installed and with a plain ``nn.Linear``
-    holding the same weights."""
+    holding the same weights; None where the projection is not packed (GPU, bf16, no oneDNN)."""
     import torch
 
     packed = gen.model.get_output_embeddings()
     if isinstance(packed, torch.nn.Linear):
-        raise SystemExit("packed_head: the projection is not packed here (GPU, bf16 or no oneDNN); nothing to compare")
+        return None
     weight = packed.weight.to_dense()
     dense = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
     dense.weight = torch.nn.Parameter(weight, requires_grad=False)
@@ -211,6 +217,24 @@ def batch_sizes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, mine: in
           f"batch={mine} baseline_batch={other} identical={str(replies[mine] == replies[other]).lower()}")
 
 
+def dtypes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> None:
+    """Decode ``tasks`` with ``gen`` (dtype auto) and with the same model in fp32, alternating, best of two."""
+    if gen.dtype == "fp32":
+        print("dtype: auto is fp32 on this machine (no native bf16); nothing to compare")
+        return
+    fp32 = E.HFGenerator(gen.spec, "fp32")
+    times, replies = {"ours": [], "baseline": []}, {}
+    for _ in range(2):
+        for side, g in (("ours", gen), ("baseline", fp32)):
+            secs, _, replies[side] = ours(g, tasks, dec, batch)
+            times[side].append(secs)
+    a, b = min(times["ours"]), min(times["baseline"])
+    same = sum(x == y for x, y in zip(replies["ours"], replies["baseline"], strict=True))
+    print(f"RESULT dtype ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
+          f"batch={batch} dtype={gen.dtype} baseline_dtype=fp32 identical={str(same == len(tasks)).lower()} "
+          f"same_replies={same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
@@ -224,7 +248,7 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs=2, default=[64, 32], metavar=("OURS", "BASELINE"),
                     help="the batch_size figure: tiny's batch against another (same tasks as kv_cache)")
     ap.add_argument("--only", choices=["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves",
-                                       "batch_size"], nargs="*",
+                                       "batch_size", "dtype"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
     editeval = load_editeval(args.editeval)
@@ -233,7 +257,7 @@ def main() -> None:
     gen = E.HFGenerator(spec, "auto", args.threads)
     dec = E.Decoding(max_new_tokens=args.max_new_tokens)
     want = set(args.only or ["eval_generation", "eval_stream", "kv_cache", "prefill", "packed_head", "row_moves",
-                             "batch_size"])
+                             "batch_size", "dtype"])
     if "eval_generation" in want:
         secs, toks, replies = ours(gen, tasks, dec, args.batch)
         base_secs, base_toks = baseline(gen, tasks, dec, args.batch)
@@ -251,11 +275,17 @@ def main() -> None:
     if args.cache_tasks and "prefill" in want:
         against("prefill", knob("PAD_WASTE", float("inf")), gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "packed_head" in want:
-        against("packed_head", head(gen), gen, cache_tasks, dec, args.cache_batch)
+        sides = head(gen)
+        if sides is None:
+            print(f"packed_head: the projection is not packed here ({gen.dtype} on {gen.device}); nothing to compare")
+        else:
+            against("packed_head", sides, gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "row_moves" in want:
         against("row_moves", moves(), gen, cache_tasks, dec, args.cache_batch)
     if args.cache_tasks and "batch_size" in want:
         batch_sizes(gen, cache_tasks, dec, *args.batch_sizes)
+    if args.cache_tasks and "dtype" in want:
+        dtypes(gen, cache_tasks, dec, args.batch_sizes[0])
 
 
 if __name__ == "__main__":

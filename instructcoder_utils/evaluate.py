@@ -193,10 +193,9 @@ def pick_dtype(choice: str, device: str = "cpu") -> str:
 
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except (AttributeError, RuntimeError):
-        return "fp32"
+    from .models import cpu_has_bf16
+
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 # --------------------------------------------------------------------------- sample store (resume)

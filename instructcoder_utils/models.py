@@ -104,6 +104,16 @@ def load_model(name: str, dtype: str = "fp32", device: str = "cpu"):
     return model.to(device)
 
 
+def cpu_has_bf16() -> bool:
+    """True where the CPU does bf16 matrix work natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
+    and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
 def pack_head(model):
     """Swap a CPU fp32 model's vocabulary projection for oneDNN's linear with pre-packed weights, for
     inference only; returns the module it replaced (or the one it left in place).

@@ -51,7 +51,7 @@ import yaml
 
 from .config import Profile, TrainingConfig, default_out_dir, load_profile, parse_set, stage_dir
 from .files import read_json, write_json
-from .models import load_model, load_tokenizer
+from .models import cpu_has_bf16, load_model, load_tokenizer
 from .prompts import get_template, render_prompt, render_response
 
 IGNORE = -100
@@ -100,16 +100,6 @@ def run_training_config(tc: TrainingConfig, spec: RunSpec) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- precision and threads
-def cpu_has_bf16() -> bool:
-    """True where the CPU does bf16 matrix work natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
-    and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
-
-
 def pick_device(want: str) -> str:
     if want != "auto":
         if want == "cuda" and not torch.cuda.is_available():

@@ -10,7 +10,7 @@ import pytest
 from instructcoder_utils.config import ProfileError, available_profiles, load_profile, parse_set
 
 
-@pytest.mark.parametrize("name", ["smoke", "tiny", "small", "gpu", "gpu_large", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "tiny", "small", "gpu", "gpu_large", "cpu_large", "paper"])
 def test_shipped_profiles_validate(name):
     cfg = load_profile(name)
     assert cfg.name == name
