@@ -128,6 +128,20 @@ def streams(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) 
           f"instances={3 * len(tasks)} identical={str(same).lower()}")
 
 
+Run = Callable[[], tuple[float, int, list[str]]]  # ``ours`` bound to its side: (seconds, new tokens, replies)
+
+
+def best_of_two(runs: dict[str, Run]) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Each side's run twice, alternating the sides (the machine drifts): the best seconds of each and
+    its replies from the last round."""
+    times, replies = {side: [] for side in runs}, {}
+    for _ in range(2):
+        for side, run in runs.items():
+            secs, _, replies[side] = run()
+            times[side].append(secs)
+    return {side: min(t) for side, t in times.items()}, replies
+
+
 def against(name: str, sides: dict[str, Callable[[], None]], gen: E.HFGenerator, tasks: list[dict],
             dec: E.Decoding, batch: int) -> None:
     """Time ``ours`` after ``sides["ours"]()`` and after ``sides["baseline"]()`` (each sets the decoder up
@@ -135,7 +149,7 @@ def against(name: str, sides: dict[str, Callable[[], None]], gen: E.HFGenerator,
     from instructcoder_utils import decoding
 
     prefill = decoding._prefill
-    times, replies, positions = {"ours": [], "baseline": []}, {}, {}
+    positions: dict[str, list[int]] = {}
 
     def counting(side: str):
         def run(model, prompts, *args, **kwargs):
@@ -145,17 +159,19 @@ def against(name: str, sides: dict[str, Callable[[], None]], gen: E.HFGenerator,
             return prefill(model, prompts, *args, **kwargs)
         return run
 
+    def run(side: str) -> Run:
+        def go() -> tuple[float, int, list[str]]:
+            sides[side]()
+            decoding._prefill = counting(side)
+            return ours(gen, tasks, dec, batch)
+        return go
+
     try:
-        for _ in range(2):
-            for side in ("ours", "baseline"):
-                sides[side]()
-                decoding._prefill = counting(side)
-                secs, _, replies[side] = ours(gen, tasks, dec, batch)
-                times[side].append(secs)
+        times, replies = best_of_two({"ours": run("ours"), "baseline": run("baseline")})
     finally:
         sides["ours"]()
         decoding._prefill = prefill
-    a, b = min(times["ours"]), min(times["baseline"])
+    a, b = times["ours"], times["baseline"]
     pad = {side: pos[0] / pos[1] for side, pos in positions.items()}
     print(f"RESULT {name} ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
           f"batch={batch} identical={str(replies['ours'] == replies['baseline']).lower()} "
@@ -207,14 +223,11 @@ def moves() -> dict[str, Callable[[], None]]:
 
 def batch_sizes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, mine: int, other: int) -> None:
     """Decode ``tasks`` at batch ``mine`` and at ``other``, alternating, best of two."""
-    times, replies = {mine: [], other: []}, {}
-    for _ in range(2):
-        for batch in (mine, other):
-            secs, _, replies[batch] = ours(gen, tasks, dec, batch)
-            times[batch].append(secs)
-    a, b = min(times[mine]), min(times[other])
+    times, replies = best_of_two({"ours": lambda: ours(gen, tasks, dec, mine),
+                                  "baseline": lambda: ours(gen, tasks, dec, other)})
+    a, b = times["ours"], times["baseline"]
     print(f"RESULT batch_size ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
-          f"batch={mine} baseline_batch={other} identical={str(replies[mine] == replies[other]).lower()}")
+          f"batch={mine} baseline_batch={other} identical={str(replies['ours'] == replies['baseline']).lower()}")
 
 
 def dtypes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> None:
@@ -223,12 +236,9 @@ def dtypes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -
         print("dtype: auto is fp32 on this machine (no native bf16); nothing to compare")
         return
     fp32 = E.HFGenerator(gen.spec, "fp32")
-    times, replies = {"ours": [], "baseline": []}, {}
-    for _ in range(2):
-        for side, g in (("ours", gen), ("baseline", fp32)):
-            secs, _, replies[side] = ours(g, tasks, dec, batch)
-            times[side].append(secs)
-    a, b = min(times["ours"]), min(times["baseline"])
+    times, replies = best_of_two({"ours": lambda: ours(gen, tasks, dec, batch),
+                                  "baseline": lambda: ours(fp32, tasks, dec, batch)})
+    a, b = times["ours"], times["baseline"]
     same = sum(x == y for x, y in zip(replies["ours"], replies["baseline"], strict=True))
     print(f"RESULT dtype ratio={b / a:.2f} seconds={a:.2f} baseline_seconds={b:.2f} instances={len(tasks)} "
           f"batch={batch} dtype={gen.dtype} baseline_dtype=fp32 identical={str(same == len(tasks)).lower()} "
