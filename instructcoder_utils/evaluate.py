@@ -24,6 +24,7 @@ from typing import Any
 
 from .config import Profile
 from .files import iter_jsonl, read_json, write_json, write_jsonl
+from .models import TRAINED_WEIGHTS, is_trained_dir
 from .prompts import (
     cut_reply,
     edited_program,
@@ -167,7 +168,7 @@ def adapter_hash(path: str | Path) -> str:
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"))
     if not files:
-        raise FileNotFoundError(f"{p}: no adapter files (adapter_config.json, adapter_model.safetensors)")
+        raise FileNotFoundError(f"{p}: no trained weights (a LoRA adapter or {TRAINED_WEIGHTS})")
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
@@ -241,7 +242,7 @@ class HFGenerator:
     def __init__(self, spec: ModelSpec, dtype: str = "auto", threads: int | None = None) -> None:
         import torch
 
-        from .models import load_model, load_tokenizer, pack_head
+        from .models import load_model, load_tokenizer, load_trained, pack_head
 
         if threads:
             torch.set_num_threads(threads)
@@ -251,9 +252,7 @@ class HFGenerator:
         self.tok.padding_side = "left"
         model = load_model(spec.base_model, dtype=self.dtype, device=self.device)
         if spec.adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, spec.adapter).merge_and_unload()
+            model = load_trained(model, spec.adapter)
         self.model = model.eval()
         pack_head(self.model)  # CPU fp32: the vocabulary projection in oneDNN's packed layout
         self.spec = spec
@@ -661,8 +660,9 @@ def run_spec(cfg: Profile, out: Path, run: dict[str, Any], role: str) -> ModelSp
         adapter = Path(out) / "04_training" / adapter
         if not adapter.exists():
             adapter = Path(out) / run["adapter"]
-    if not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter}: no adapter_config.json (run {run['name']!r} in 04_training/runs.json)")
+    if not is_trained_dir(adapter):
+        raise FileNotFoundError(f"{adapter}: no trained weights (adapter_config.json or {TRAINED_WEIGHTS}; run "
+                                f"{run['name']!r} in 04_training/runs.json)")
     label = f"tuned-{run['name']}" if role == "tuned" else f"run-{run['name']}"
     return ModelSpec(label, run.get("base_model") or cfg.training.base_model,
                      run.get("prompt_template") or cfg.training.prompt_template, str(adapter), role=role,

@@ -104,6 +104,65 @@ def load_model(name: str, dtype: str = "fp32", device: str = "cpu"):
     return model.to(device)
 
 
+TRAINED_WEIGHTS = "trained_weights.safetensors"
+
+
+def is_trained_dir(path: str | Path) -> bool:
+    """A stage-04 output folder: a LoRA adapter (peft) or the weights a full fine-tuning trained."""
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() or (p / TRAINED_WEIGHTS).is_file()
+
+
+def save_trained(model, path: str | Path) -> None:
+    """A LoRA model saves its adapter (peft's format); a fully fine-tuned one only the weights it trained,
+    under the base model's names: the frozen rest is the base model's, so a run stores ~1/4 of it per
+    10 layers instead of a full copy."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(path)
+        return
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    if not tensors:
+        raise ValueError("save_trained: the model has no trainable weights")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(Path(path) / TRAINED_WEIGHTS), metadata={"format": "pt"})
+
+
+def load_trained(model, path: str | Path, merge: bool = True):
+    """Base ``model`` + what stage 04 trained in ``path``; returns the model to use.
+
+    A LoRA adapter is merged into the weights (``merge=False``: into a peft model being trained, in place);
+    full fine-tuning weights replace the base model's by name, each checked to exist with the same shape."""
+    p = Path(path)
+    if (p / "adapter_config.json").is_file():
+        if not merge:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            result = set_peft_model_state_dict(model, load_file(str(p / "adapter_model.safetensors")))
+            if getattr(result, "unexpected_keys", None):
+                raise ValueError(f"{p}: adapter does not match the model: {result.unexpected_keys[:3]}")
+            return model
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(p)).merge_and_unload()
+    if not (p / TRAINED_WEIGHTS).is_file():
+        raise FileNotFoundError(f"{p}: neither a LoRA adapter (adapter_config.json) nor {TRAINED_WEIGHTS}")
+    import torch
+    from safetensors.torch import load_file
+
+    own = dict(model.named_parameters())
+    tensors = load_file(str(p / TRAINED_WEIGHTS))
+    wrong = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
+    if wrong:
+        raise ValueError(f"{p}: {len(wrong)} trained weights do not fit the base model, e.g. {wrong[:3]}")
+    with torch.no_grad():
+        for k, v in tensors.items():
+            own[k].copy_(v.to(own[k].dtype))
+    return model
+
+
 def cpu_has_bf16() -> bool:
     """True where the CPU does bf16 matrix work natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated
     and slower than fp32."""

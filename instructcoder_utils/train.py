@@ -1,4 +1,5 @@
-"""Stage 04: LoRA instruction tuning (SFT) of the base model on the filtered edit dataset.
+"""Stage 04: instruction tuning (SFT) of the base model on the filtered edit dataset: a LoRA adapter (the
+paper, ``method: lora``) or every weight of the top layers (``method: full``).
 
 A plain training loop (nanoGPT-style) rather than ``transformers.Trainer``, so every step is visible:
 
@@ -11,7 +12,7 @@ A plain training loop (nanoGPT-style) rather than ``transformers.Trainer``, so e
    (all micro-batches, all processes) divided by its number of response tokens - not a mean of means;
 4. logits are computed only at positions that predict a response token (the vocabulary projection is
    a fifth of SmolLM2's compute);
-5. checkpoints (adapter, optimizer, scheduler, RNG, data position) every ``save_every_steps``; a re-run
+5. checkpoints (adapter or trained weights, optimizer, scheduler, RNG, data position) every ``save_every_steps``; a re-run
    resumes from the last one and ends with the same weights as an uninterrupted run.
 
 ``accelerate.Accelerator`` places the model and data and synchronizes gradients, so the same code runs
@@ -51,7 +52,7 @@ import yaml
 
 from .config import Profile, TrainingConfig, default_out_dir, load_profile, parse_set, stage_dir
 from .files import read_json, write_json
-from .models import cpu_has_bf16, load_model, load_tokenizer
+from .models import cpu_has_bf16, is_trained_dir, load_model, load_tokenizer, load_trained, save_trained
 from .prompts import get_template, render_prompt, render_response
 
 IGNORE = -100
@@ -428,7 +429,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(ckpt_root: Path, step: int, model, optimizer, scheduler, progress: dict, accelerator,
                     keep: int) -> Path:
-    """checkpoints/step-NNNNNN/: adapter (peft), state.pt (optimizer, scheduler, progress), rng-<rank>.pt.
+    """checkpoints/step-NNNNNN/: adapter (peft, or the trained weights), state.pt (optimizer, scheduler, progress), rng-<rank>.pt.
 
     Written to a temporary folder and renamed, so a crash mid-save leaves the previous checkpoint intact.
     """
@@ -440,7 +441,7 @@ def save_checkpoint(ckpt_root: Path, step: int, model, optimizer, scheduler, pro
     accelerator.wait_for_everyone()
     torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp / "adapter")
+        save_trained(accelerator.unwrap_model(model), tmp / "adapter")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "progress": progress},
                    tmp / "state.pt")
     accelerator.wait_for_everyone()
@@ -459,14 +460,11 @@ def last_checkpoint(ckpt_root: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, accelerator) -> dict:
-    """Restore adapter weights, optimizer, scheduler and this process's RNG; returns the progress dict."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    weights = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-    result = set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
-    if getattr(result, "unexpected_keys", None):
-        raise TrainingError(f"{path}: checkpoint does not match the model: {result.unexpected_keys[:3]}")
+    """Restore trained weights, optimizer, scheduler and this process's RNG; returns the progress dict."""
+    try:
+        load_trained(accelerator.unwrap_model(model), path / "adapter", merge=False)
+    except ValueError as exc:
+        raise TrainingError(f"checkpoint does not match the model: {exc}") from exc
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -483,14 +481,20 @@ def config_hash(run_cfg: dict, seed: int, data_key: str) -> str:
 
 
 def build_model(tc: TrainingConfig, lora_r: int, device: str, autocast_dtype):
-    """Base model + fresh LoRA adapter. Clear error when target modules do not exist in the model."""
+    """Base model + fresh LoRA adapter, or (``method: full``) the base model with the weights of its top
+    ``train_layers`` layers trainable. Clear error when target modules do not exist in the model."""
     from peft import LoraConfig, get_peft_model
 
     # bf16 base weights on a GPU, except under FSDP: it flattens base and (fp32) LoRA weights together and
     # needs one dtype; its own mixed_precision setting (params/accelerate/fsdp.yaml) then computes in bf16.
+    # Full fine-tuning keeps fp32 weights everywhere: AdamW updates of 1e-4 vanish in bf16 weights.
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
-    weights = "bf16" if (device == "cuda" and autocast_dtype == torch.bfloat16 and not fsdp) else "fp32"
-    model = load_model(tc.base_model, dtype=weights, device="cpu")
+    bf16 = device == "cuda" and autocast_dtype == torch.bfloat16 and not fsdp and tc.method == "lora"
+    model = load_model(tc.base_model, dtype="bf16" if bf16 else "fp32", device="cpu")
+    n = model.config.num_hidden_layers
+    layers = list(range(max(0, n - tc.train_layers), n)) if tc.train_layers else None
+    if tc.method == "full":
+        return _unfreeze_layers(model, layers or list(range(n)))
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     absent = [m for m in tc.target_modules if m not in names]
     if absent:
@@ -498,14 +502,25 @@ def build_model(tc: TrainingConfig, lora_r: int, device: str, autocast_dtype):
         raise TrainingError(
             f"training.target_modules: {absent} not found in {tc.base_model}; linear layers are: {', '.join(linear)}"
         )
-    layers = None
-    if tc.lora_layers:
-        n = model.config.num_hidden_layers
-        layers = list(range(max(0, n - tc.lora_layers), n))
     lcfg = LoraConfig(r=lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout,
                       target_modules=list(tc.target_modules), layers_to_transform=layers,
                       task_type="CAUSAL_LM", bias="none")
     model = get_peft_model(model, lcfg)
+    model.config.use_cache = False
+    return model
+
+
+def _unfreeze_layers(model, layers: list[int]):
+    """Full fine-tuning: every weight of ``layers`` and the final norm trains; the embeddings (tied to the
+    output projection, 28M of the 135M weights) and the layers below stay frozen, so backward stops there."""
+    blocks = model.get_decoder().layers
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for i in layers:
+        for p in blocks[i].parameters():
+            p.requires_grad_(True)
+    for p in model.get_decoder().norm.parameters():
+        p.requires_grad_(True)
     model.config.use_cache = False
     return model
 
@@ -600,7 +615,7 @@ def train_run(
     run_cfg = run_training_config(tc, spec)
     chash = config_hash(run_cfg, cfg.seed, data_key)
     metrics_path, adapter_dir = run_dir / "metrics.json", run_dir / "adapter"
-    if not force and metrics_path.is_file() and (adapter_dir / "adapter_config.json").is_file():
+    if not force and metrics_path.is_file() and is_trained_dir(adapter_dir):
         old = read_json(metrics_path)
         if old.get("config_hash") == chash:
             print(f"[{spec.name}] unchanged (config {chash}): not retrained")
@@ -738,7 +753,7 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     tmp = run_dir / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     unwrapped = acc.unwrap_model(model)
-    unwrapped.save_pretrained(tmp)
+    save_trained(unwrapped, tmp)
     resolved = cfg.model_dump(mode="json")
     resolved["training"] = {**resolved["training"], "lora_r": spec.lora_r}
     (tmp / "profile.yaml").write_text(yaml.safe_dump({**resolved, "run": {"name": spec.name,
@@ -749,16 +764,16 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     shutil.rmtree(adapter_dir, ignore_errors=True)
     os.replace(tmp, adapter_dir)
     _write_loss_csv(run_dir / "loss.csv", rows)
-    plot_loss(run_dir / "loss.csv", run_dir / "loss.png", f"{spec.name}: LoRA r={spec.lora_r}, "
-              f"{len(train_list)} examples")
+    what = f"LoRA r={spec.lora_r}" if cfg.training.method == "lora" else "full fine-tuning"
+    plot_loss(run_dir / "loss.csv", run_dir / "loss.png", f"{spec.name}: {what}, {len(train_list)} examples")
     if cfg.training.merge_adapter:
-        merged = unwrapped.merge_and_unload()
+        merged = unwrapped.merge_and_unload() if hasattr(unwrapped, "peft_config") else unwrapped
         merged.save_pretrained(run_dir / "merged")
         load_tokenizer(cfg.training.base_model).save_pretrained(run_dir / "merged")
     vals = [r["val_loss"] for r in rows if r["val_loss"] != ""]
     metrics = {
         "run": spec.name, "config_hash": chash, "base_model": cfg.training.base_model,
-        "prompt_template": cfg.training.prompt_template, "lora_r": spec.lora_r,
+        "prompt_template": cfg.training.prompt_template, "method": cfg.training.method, "lora_r": spec.lora_r,
         "data_fraction": spec.data_fraction, "mix": spec.mix, "train_examples": len(train_list),
         "train_tokens": int(sum(r["length"] for r in train_list)),
         "dropped_overlong": {k: v["dropped_overlong"] for k, v in counts.items()}, "split_counts": counts,
@@ -861,7 +876,7 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
             continue
         entries.append({
             "name": spec.name, "adapter": f"{STAGE}/{spec.name}/adapter", "data_fraction": spec.data_fraction,
-            "lora_r": spec.lora_r, "mix": spec.mix, "prompt_template": tc.prompt_template, "base_model": tc.base_model,
+            "method": tc.method, "lora_r": spec.lora_r, "mix": spec.mix, "prompt_template": tc.prompt_template, "base_model": tc.base_model,
             "train_examples": m["train_examples"], "train_tokens": m["train_tokens"],
             "seconds": m["train_seconds"], "tokens_per_s": m["tokens_per_s"],
             "initial_val_loss": m["initial_val_loss"], "final_val_loss": m["final_val_loss"],

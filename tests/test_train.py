@@ -13,7 +13,13 @@ import torch
 
 from instructcoder_utils import train as T
 from instructcoder_utils.config import ProfileError, load_profile
-from instructcoder_utils.models import load_tokenizer
+from instructcoder_utils.models import (
+    TRAINED_WEIGHTS,
+    is_trained_dir,
+    load_model,
+    load_tokenizer,
+    load_trained,
+)
 
 MODEL = "builtin:smollm2-135m-instruct"
 
@@ -117,15 +123,18 @@ def test_gradient_accumulation_normalizes_over_all_response_tokens(tok, toy):
     assert not torch.allclose(naive, whole, rtol=1e-3, atol=1e-6)
 
 
-def _adapter(run_dir):
+def _trained(run_dir):
     from safetensors.torch import load_file
 
-    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    adapter = run_dir / "adapter"
+    return load_file(str(adapter / ("adapter_model.safetensors" if (adapter / "adapter_config.json").is_file()
+                                    else TRAINED_WEIGHTS)))
 
 
 @pytest.mark.slow
-def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path):
-    cfg = _profile()
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path, method):
+    cfg = _profile(method=method, train_layers=2 if method == "full" else None)
     straight = T.train_all(cfg, tmp_path / "a", toy)
     run_a = tmp_path / "a" / "04_training" / "main"
 
@@ -147,11 +156,21 @@ def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path):
     assert not (run_b / "metrics.json").exists()
     resumed = T.train_all(cfg, out_b, toy)  # picks up at step 2
 
-    wa, wb = _adapter(run_a), _adapter(run_b)
-    assert wa.keys() == wb.keys() and any("lora_B" in k for k in wa)
+    wa, wb = _trained(run_a), _trained(run_b)
+    assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k], wb[k], rtol=1e-5, atol=1e-7), k
-    assert any(float(v.abs().max()) > 0 for k, v in wa.items() if "lora_B" in k)  # it did train
+    if method == "lora":
+        assert any("lora_B" in k for k in wa)
+        assert any(float(v.abs().max()) > 0 for k, v in wa.items() if "lora_B" in k)  # it did train
+    else:  # only the top 2 layers and the final norm are saved, and they moved away from the base model
+        base = load_model(MODEL).state_dict()
+        n = len([k for k in base if k.endswith("input_layernorm.weight")])
+        assert {int(k.split(".layers.")[1].split(".")[0]) for k in wa if ".layers." in k} == {n - 2, n - 1}
+        assert "model.norm.weight" in wa and "model.embed_tokens.weight" not in wa
+        assert any(not torch.equal(wa[k], base[k]) for k in wa)
+        loaded = load_trained(load_model(MODEL), run_a / "adapter").state_dict()  # what evaluation loads
+        assert all(torch.equal(loaded[k], wa[k]) for k in wa)
     rows_a = list(csv.DictReader((run_a / "loss.csv").open()))
     rows_b = list(csv.DictReader((run_b / "loss.csv").open()))
     assert [r["step"] for r in rows_a] == ["0", "1", "2", "3", "4"] and rows_a[0]["val_loss"] != ""
@@ -160,7 +179,7 @@ def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path):
     assert resumed["runs"][0]["final_val_loss"] == pytest.approx(straight["runs"][0]["final_val_loss"], rel=1e-4)
     assert (run_a / "adapter" / "profile.yaml").is_file() and (run_a / "loss.png").is_file()
     metrics = straight["runs"][0]
-    assert metrics["train_tokens"] > 0 and metrics["lora_r"] == 2
+    assert metrics["train_tokens"] > 0 and metrics["lora_r"] == 2 and metrics["method"] == method
     # an identical re-run is not retrained
     again = T.train_all(cfg, tmp_path / "a", toy)
     assert again["runs"][0]["seconds"] == metrics["seconds"]
@@ -171,6 +190,7 @@ def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path):
     ({"sweeps": {"data_fractions": [0.5, 1.5]}}, "training.sweeps.data_fractions"),
     ({"lr_scheduler": "cosine_restarts"}, "training.lr_scheduler"),
     ({"lora_rank": 8}, "did you mean 'lora_r'"),
+    ({"method": "full", "sweeps": {"lora_ranks": [4]}}, "lora_ranks needs method lora"),
 ])
 def test_bad_profile_values_give_one_clear_error(override, words):
     with pytest.raises(ProfileError) as exc:
@@ -231,10 +251,23 @@ def test_behaviour_flag_splits_the_data_mix():
     assert not T.is_behaviour_edit({"meta": "not json"}) and not T.is_behaviour_edit({})
 
 
-def test_lora_layers_limits_adapters_to_the_top_layers(smollm_dir):
+def test_train_layers_limits_adapters_to_the_top_layers(smollm_dir):
     """LoRA on the top 2 layers only: no adapter below them, so backward stops there."""
-    model = T.build_model(_profile(lora_layers=2).training, 2, "cpu", None)
+    model = T.build_model(_profile(train_layers=2).training, 2, "cpu", None)
     n = model.config.num_hidden_layers
     layers = {int(name.split(".layers.")[1].split(".")[0]) for name, p in model.named_parameters()
               if p.requires_grad}
     assert layers == {n - 2, n - 1}
+
+
+def test_trained_weights_that_do_not_fit_are_named(tmp_path, smollm_dir):
+    from safetensors.torch import save_file
+
+    assert not is_trained_dir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="neither a LoRA adapter"):
+        load_trained(load_model(MODEL), tmp_path)
+    save_file({"model.norm.weight": torch.ones(3), "model.layers.0.extra": torch.ones(2)},
+              str(tmp_path / TRAINED_WEIGHTS))
+    assert is_trained_dir(tmp_path)
+    with pytest.raises(ValueError, match=r"2 trained weights do not fit the base model.*model.norm.weight"):
+        load_trained(load_model(MODEL), tmp_path)
