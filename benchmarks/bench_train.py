@@ -1,17 +1,20 @@
-"""Training throughput: our LoRA loop vs a plain fp32 ``transformers.Trainer`` on the same data and model.
+"""Training throughput: our loop vs a plain fp32 ``transformers.Trainer`` on the same data and model.
 
 Ours: length-grouped batches with dynamic padding, logits only at response positions, bf16 autocast
 where the CPU has native bf16 (else fp32), threads = cores. Baseline: what a naive set-up does -
 Trainer, every example padded to max_length, random batches, fp32, full logits. Both train the same
-LoRA (r16 on q/k/v/o of SmolLM2-135M) for a few steps; the first step of each is a warm-up and not timed.
-Tokens are real (non-pad) tokens, counted the same way for both.
+model the profile trains (its LoRA adapter, or with ``method: full`` every weight of its top layers) for a few
+steps; the first step of each is a warm-up and not timed. Tokens are real (non-pad) tokens, counted the same
+way for both.
 
     .venv/bin/python benchmarks/bench_train.py [--profile tiny] [--steps 4] [--batch 4]
 
 Data: ``outputs/<profile>/03_filtering/dataset`` when stage 03 has run, else standard-library edits.
 Prints ``RESULT train_tokens_per_s ratio=<ours/baseline> value=<ours tok/s> unit=tok/s seconds=...``, then
-``RESULT train_lora_dropout``: our loop with the profile's LoRA dropout against the paper's 0.05 (two
-alternating rounds each; on a CPU every adapted layer draws a Bernoulli mask per step, which is slow).
+``RESULT train_lora_dropout``: our loop with LoRA on the profile's layers, at the profile's LoRA dropout
+against the paper's 0.05 (on a CPU every adapted layer draws a Bernoulli mask per step, which is slow), and
+``RESULT train_full_vs_lora``: every weight of the profile's trained layers against LoRA on the same layers
+(each pair alternates over two rounds, so a drift in the machine's speed hits both sides alike).
 """
 
 from __future__ import annotations
@@ -87,16 +90,19 @@ def bench_ours(cfg, rows, tok, steps: int, batch: int) -> tuple[float, int]:
 PAPER_DROPOUT = 0.05  # the paper's LoRA dropout (params/paper.yaml)
 
 
-def bench_dropout(cfg, rows, tok, steps: int, batch: int) -> tuple[float, float]:
-    """(tok/s with the profile's LoRA dropout, tok/s with the paper's), alternating sides over two rounds."""
-    sides = {"ours": cfg, "paper": cfg.model_copy(update={"training": cfg.training.model_copy(
-        update={"lora_dropout": PAPER_DROPOUT})})}
-    got = {name: [0.0, 0] for name in sides}
-    for name in ("ours", "paper", "paper", "ours"):
-        s, n = bench_ours(sides[name], rows, tok, steps, batch)
+def with_training(cfg, **changes):
+    """The profile with some training knobs changed."""
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update=changes)})
+
+
+def bench_pair(a, b, rows, tok, steps: int, batch: int) -> tuple[float, float]:
+    """(tok/s of profile ``a``, of ``b``), in the order a, b, b, a so that drift hits both alike."""
+    got = {"a": [0.0, 0], "b": [0.0, 0]}
+    for name in ("a", "b", "b", "a"):
+        s, n = bench_ours(a if name == "a" else b, rows, tok, steps, batch)
         got[name][0] += s
         got[name][1] += n
-    return got["ours"][1] / got["ours"][0], got["paper"][1] / got["paper"][0]
+    return got["a"][1] / got["a"][0], got["b"][1] / got["b"][0]
 
 
 def bench_trainer(cfg, rows, tok, steps: int, batch: int) -> tuple[float, int]:
@@ -162,10 +168,17 @@ def main() -> int:
           f"baseline={base:.1f} instances={len(rows)} steps={args.steps} batch={args.batch} "
           f"seconds={time.perf_counter() - t_all:.1f}")
     t_drop = time.perf_counter()
-    with_ours, with_paper = bench_dropout(cfg, rows, tok, args.steps, args.batch)
+    lora = with_training(cfg, method="lora")
+    with_ours, with_paper = bench_pair(lora, with_training(lora, lora_dropout=PAPER_DROPOUT), rows, tok,
+                                       args.steps, args.batch)
     print(f"RESULT train_lora_dropout ratio={with_ours / with_paper:.2f} value={with_ours:.1f} unit=tok/s "
           f"baseline={with_paper:.1f} dropout={cfg.training.lora_dropout} baseline_dropout={PAPER_DROPOUT} "
           f"instances={len(rows)} steps={args.steps} batch={args.batch} seconds={time.perf_counter() - t_drop:.1f}")
+    t_full = time.perf_counter()
+    full, lora_tps = bench_pair(with_training(cfg, method="full"), lora, rows, tok, args.steps, args.batch)
+    print(f"RESULT train_full_vs_lora ratio={full / lora_tps:.2f} value={full:.1f} unit=tok/s "
+          f"baseline={lora_tps:.1f} train_layers={cfg.training.train_layers or 'all'} instances={len(rows)} "
+          f"steps={args.steps} batch={args.batch} seconds={time.perf_counter() - t_full:.1f}")
     return 0
 
 
