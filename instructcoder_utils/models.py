@@ -115,8 +115,8 @@ def is_trained_dir(path: str | Path) -> bool:
 
 def save_trained(model, path: str | Path) -> None:
     """A LoRA model saves its adapter (peft's format); a fully fine-tuned one only the weights it trained,
-    under the base model's names: the frozen rest is the base model's, so a run stores ~1/4 of it per
-    10 layers instead of a full copy."""
+    under the base model's names: the frozen rest is the base model's, so a run stores the layers it
+    trained, not a copy of the whole model."""
     if hasattr(model, "peft_config"):
         model.save_pretrained(path)
         return

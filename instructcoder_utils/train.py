@@ -12,8 +12,9 @@ A plain training loop (nanoGPT-style) rather than ``transformers.Trainer``, so e
    (all micro-batches, all processes) divided by its number of response tokens - not a mean of means;
 4. logits are computed only at positions that predict a response token (the vocabulary projection is
    a fifth of SmolLM2's compute);
-5. checkpoints (adapter or trained weights, optimizer, scheduler, RNG, data position) every ``save_every_steps``; a re-run
-   resumes from the last one and ends with the same weights as an uninterrupted run.
+5. checkpoints (adapter or trained weights, optimizer, scheduler, RNG, data position) every
+   ``save_every_steps``; a re-run resumes from the last one and ends with the same weights as an
+   uninterrupted run.
 
 ``accelerate.Accelerator`` places the model and data and synchronizes gradients, so the same code runs
 on one CPU, one GPU or several GPUs::
@@ -429,7 +430,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(ckpt_root: Path, step: int, model, optimizer, scheduler, progress: dict, accelerator,
                     keep: int) -> Path:
-    """checkpoints/step-NNNNNN/: adapter (peft, or the trained weights), state.pt (optimizer, scheduler, progress), rng-<rank>.pt.
+    """checkpoints/step-NNNNNN/: adapter/ (peft's, or the trained weights), state.pt (optimizer, scheduler,
+    progress), rng-<rank>.pt.
 
     Written to a temporary folder and renamed, so a crash mid-save leaves the previous checkpoint intact.
     """
@@ -487,14 +489,15 @@ def build_model(tc: TrainingConfig, lora_r: int, device: str, autocast_dtype):
 
     # bf16 base weights on a GPU, except under FSDP: it flattens base and (fp32) LoRA weights together and
     # needs one dtype; its own mixed_precision setting (params/accelerate/fsdp.yaml) then computes in bf16.
-    # Full fine-tuning keeps fp32 weights everywhere: AdamW updates of 1e-4 vanish in bf16 weights.
+    # Full fine-tuning keeps fp32 weights everywhere: a step moves a weight by ~lr (1e-4 of its size), less
+    # than bf16's 8-bit mantissa resolves, so most updates would round away.
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
     bf16 = device == "cuda" and autocast_dtype == torch.bfloat16 and not fsdp and tc.method == "lora"
     model = load_model(tc.base_model, dtype="bf16" if bf16 else "fp32", device="cpu")
-    n = model.config.num_hidden_layers
-    layers = list(range(max(0, n - tc.train_layers), n)) if tc.train_layers else None
+    n_layers = model.config.num_hidden_layers
+    layers = list(range(max(0, n_layers - tc.train_layers), n_layers)) if tc.train_layers else None
     if tc.method == "full":
-        return _unfreeze_layers(model, layers or list(range(n)))
+        return _unfreeze_layers(model, layers or list(range(n_layers)))
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     absent = [m for m in tc.target_modules if m not in names]
     if absent:
