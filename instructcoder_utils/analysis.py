@@ -67,7 +67,7 @@ def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120) -> Path:
     x = range(len(acc))
     w = 0.38
     ax.bar([i - w / 2 for i in x], acc["base pass@1 %"], w, label="base", color="#9e9e9e")
-    ax.bar([i + w / 2 for i in x], acc["tuned pass@1 %"], w, label="tuned (LoRA)", color="#1f77b4")
+    ax.bar([i + w / 2 for i in x], acc["tuned pass@1 %"], w, label="tuned", color="#1f77b4")
     for i, (b, t) in enumerate(zip(acc["base pass@1 %"], acc["tuned pass@1 %"], strict=True)):
         ax.text(i - w / 2, b + 0.5, f"{b:.1f}", ha="center", fontsize=8)
         ax.text(i + w / 2, t + 0.5, f"{t:.1f}", ha="center", fontsize=8)
@@ -225,10 +225,12 @@ def loss_figure(out: Path, path: Path, dpi: int = 120) -> Path | None:
 
 
 def hyperparameter_table(out: Path) -> pd.DataFrame:
-    """Each training run's settings beside the paper's (LoRA r16, lr 3e-4, batch 128, 3 epochs)."""
+    """Each training run's settings beside the paper's (LoRA r16, lr 3e-4, batch 128, 3 epochs); a run that
+    trained every weight of its top layers (``method: full``) has no LoRA settings."""
     run_json = read_json(out / "run.json") if (out / "run.json").is_file() else {}
     t = (run_json.get("profile") or {}).get("training", {})
-    rows = [{"run": "paper (LLaMA 7B-33B)", "base model": "LLaMA / BLOOM", "lora_r": 16, "lora_alpha": 16,
+    rows = [{"run": "paper (LLaMA 7B-33B)", "base model": "LLaMA / BLOOM", "method": "lora", "layers": "all",
+             "lora_r": 16, "lora_alpha": 16,
              "targets": "q,k,v,o", "learning_rate": "3e-4", "effective batch": 128, "epochs": 3,
              "max_length": 1024, "train examples": "108k"}]
     for r in read_json(out / "04_training" / "runs.json")["runs"]:
@@ -236,10 +238,16 @@ def hyperparameter_table(out: Path) -> pd.DataFrame:
         mfile = out / "04_training" / r["name"] / "metrics.json"
         if mfile.is_file():
             m = read_json(mfile)
+        lora = r.get("method", "lora") == "lora"
+        rc = m.get("run_config", t)
+        layers = rc.get("train_layers", rc.get("lora_layers"))  # runs trained before the rename
         rows.append({
             "run": r["name"], "base model": r.get("base_model") or t.get("base_model"),
-            "lora_r": r.get("lora_r"), "lora_alpha": m.get("lora_alpha", t.get("lora_alpha")),
-            "targets": ",".join(x.replace("_proj", "") for x in m.get("target_modules", t.get("target_modules", []))),
+            "method": r.get("method", "lora"), "layers": f"top {layers}" if layers else "all",
+            "lora_r": r.get("lora_r") if lora else "-",
+            "lora_alpha": m.get("lora_alpha", t.get("lora_alpha")) if lora else "-",
+            "targets": ",".join(x.replace("_proj", "") for x in m.get("target_modules", t.get("target_modules", [])))
+            if lora else "every weight",
             "learning_rate": f"{t.get('learning_rate', 0):g}",
             "effective batch": (t.get("batch_size") or 0) * (t.get("gradient_accumulation_steps") or 1),
             "epochs": t.get("epochs"), "max_length": t.get("max_length"), "train examples": r.get("train_examples"),
