@@ -205,8 +205,8 @@ class TrainingConfig(Section):
     prompt_template: str = "chat_v1"
     method: Literal["lora", "full"] = Field(
         "lora", description="lora: a LoRA adapter on target_modules (the paper); full: every weight of the "
-        "trained layers (train_layers) is trained and saved, no adapter - on a CPU it steps faster than LoRA "
-        "on the same layers (no small adapter products) and needs a lower learning rate (~1e-4 to 3e-4)"
+        "trained layers (train_layers) is trained and saved, no adapter - a step costs about what LoRA's does "
+        "on the same layers; it needs a lower learning rate (~1e-4 to 3e-4)"
     )
     lora_r: int = Field(16, ge=1, le=1024)
     lora_alpha: int = Field(32, ge=1)
