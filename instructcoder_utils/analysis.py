@@ -238,12 +238,13 @@ def hyperparameter_table(out: Path) -> pd.DataFrame:
         mfile = out / "04_training" / r["name"] / "metrics.json"
         if mfile.is_file():
             m = read_json(mfile)
-        lora = r.get("method", "lora") == "lora"
+        method = r.get("method", "lora")  # runs.json before full fine-tuning existed: LoRA
+        lora = method == "lora"
         rc = m.get("run_config", t)
         layers = rc.get("train_layers", rc.get("lora_layers"))  # runs trained before the rename
         rows.append({
             "run": r["name"], "base model": r.get("base_model") or t.get("base_model"),
-            "method": r.get("method", "lora"), "layers": f"top {layers}" if layers else "all",
+            "method": method, "layers": f"top {layers}" if layers else "all",
             "lora_r": r.get("lora_r") if lora else "-",
             "lora_alpha": m.get("lora_alpha", t.get("lora_alpha")) if lora else "-",
             "targets": ",".join(x.replace("_proj", "") for x in m.get("target_modules", t.get("target_modules", [])))

@@ -770,7 +770,7 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     what = f"LoRA r={spec.lora_r}" if cfg.training.method == "lora" else "full fine-tuning"
     plot_loss(run_dir / "loss.csv", run_dir / "loss.png", f"{spec.name}: {what}, {len(train_list)} examples")
     if cfg.training.merge_adapter:
-        merged = unwrapped.merge_and_unload() if hasattr(unwrapped, "peft_config") else unwrapped
+        merged = unwrapped.merge_and_unload() if cfg.training.method == "lora" else unwrapped
         merged.save_pretrained(run_dir / "merged")
         load_tokenizer(cfg.training.base_model).save_pretrained(run_dir / "merged")
     vals = [r["val_loss"] for r in rows if r["val_loss"] != ""]
