@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .progress import bar as progress_bar
+
 _CODE_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|==|!=|<=|>=|->|\*\*|//|[^\sA-Za-z0-9_]")
 _COMMENT = re.compile(r"#[^\n]*")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -104,9 +106,7 @@ class MinHasher:
         sig = np.empty((len(docs), self.num_perm), dtype=np.uint32)
         starts = range(0, len(docs), chunk)
         if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="MinHash", unit="chunk")
+            starts = progress_bar(starts, desc="MinHash", unit="chunk")
         for s in starts:
             sh = [self._shingles(self._values(d)) for d in docs[s : s + chunk]]
             offsets = np.cumsum([0] + [len(x) for x in sh[:-1]])
@@ -163,9 +163,7 @@ def code_signatures(
         return np.empty((0, num_perm), dtype=np.uint32)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(codes), desc="MinHash", unit="doc")
+        bar = progress_bar(total=len(codes), desc="MinHash", unit="doc")
     out = []
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp

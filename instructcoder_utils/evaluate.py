@@ -25,6 +25,7 @@ from typing import Any
 from .config import Profile
 from .files import iter_jsonl, read_json, write_json, write_jsonl
 from .models import TRAINED_WEIGHTS, is_trained_dir
+from .progress import bar as progress_bar
 from .prompts import (
     cut_reply,
     edited_program,
@@ -331,8 +332,6 @@ def generate_hf(gen: HFGenerator, plan: Sequence[tuple[ModelSpec, str, Sequence[
     1.3x the tokens/s of 32, and a set's last few rows no longer run alone. The specs may differ in
     template only (``gen`` holds one set of weights). Returns timing and token counts per (label, set);
     a set's seconds are the wall time between each of its replies and the reply finished before it."""
-    from tqdm.auto import tqdm
-
     for spec, _, _ in plan:
         if (spec.base_model, spec.adapter) != (gen.spec.base_model, gen.spec.adapter):
             raise ValueError(f"{spec.label}: generate_hf runs one model at a time; {gen.spec.label} is loaded")
@@ -345,7 +344,7 @@ def generate_hf(gen: HFGenerator, plan: Sequence[tuple[ModelSpec, str, Sequence[
     sources = [t["input"] for _, _, t, _, _ in rows]
     templates = [spec.template for spec, *_ in rows]
     labels = sorted({f"{spec.label}/{name}" for spec, name, *_ in rows})
-    bar = tqdm(total=len(rows), desc=", ".join(labels) or "generate", unit="reply", disable=not progress)
+    bar = progress_bar(total=len(rows), desc=", ".join(labels) or "generate", unit="reply", disable=not progress)
     seed = int(_sha(*labels)[:8], 16) if not decoding.greedy else 0
     last = time.perf_counter()
     for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed, sources, templates):

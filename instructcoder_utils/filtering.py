@@ -23,6 +23,7 @@ from typing import Any
 
 from .dedup import Decontaminator, load_eval_tasks, minhash_dedup
 from .files import make_record, read_jsonl, write_json, write_jsonl
+from .progress import bar as progress_bar
 from .rouge import RougeFilter
 from .stats import has_verb
 
@@ -123,9 +124,7 @@ def rouge_novelty(
     kept, removed = [], []
     it = records
     if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(records, desc="ROUGE-L novelty", unit="rec")
+        it = progress_bar(records, desc="ROUGE-L novelty", unit="rec")
     for rec in it:
         if not _in_sources(rec.get("source", ""), sources):
             kept.append(rec)

@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .config import LLMConfig
+from .progress import bar as progress_bar
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "[::1]"}
 NO_KEY_PLACEHOLDER = "sk-no-key-needed-for-local-server"
@@ -208,16 +209,6 @@ def _http_response_class() -> type:
 
     base = next(c for c in openai.DefaultAsyncHttpxClient.__mro__[1:] if c.__name__ == "AsyncClient")
     return sys.modules[base.__module__.split(".")[0]].Response
-
-
-def _progress_bar_class():
-    """Notebook widget bars where ipywidgets is installed, text bars otherwise (without tqdm's warning)."""
-    try:
-        import ipywidgets  # noqa: F401
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm import tqdm
-    return tqdm
 
 
 def _run_in_thread(make_coro: Callable[[], Any]) -> Any:
@@ -517,9 +508,7 @@ class LLMClient:
         """Run the async part; in a worker thread when an event loop already runs (Jupyter)."""
         import openai  # noqa: F401  (imported before the bar starts: the first import takes seconds)
 
-        tqdm = _progress_bar_class()
-
-        bar = tqdm(total=counts.items, initial=counts.cache_hits, desc=desc, unit="req", mininterval=0.5)
+        bar = progress_bar(total=counts.items, initial=counts.cache_hits, desc=desc, unit="req", mininterval=0.5)
         try:
             try:
                 asyncio.get_running_loop()

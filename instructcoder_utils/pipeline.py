@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import progress
 from .config import REPO_ROOT, STAGES, Profile, default_out_dir, load_profile, profile_path, stage_dir
 from .files import read_json, write_json
 from .repro import git_commit, package_versions, set_seed
@@ -136,9 +137,13 @@ def kernel_manager_class():
 
 
 def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
+    """Run one stage's notebook; its kernel inherits ``INSTRUCTCODER_PROGRESS=lines`` (unless set), so its
+    progress bars print lines that papermill's log forwards (see ``progress``)."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    before = os.environ.get(progress.ENV)
+    os.environ[progress.ENV] = before or "lines"
     try:
         pm.execute_notebook(
             str(notebook_for(stage)),
@@ -158,6 +163,9 @@ def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
             f"stage {stage} failed in cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}\n"
             f"  executed notebook with the traceback: {nb_out}"
         ) from None
+    finally:
+        if before is None:
+            os.environ.pop(progress.ENV, None)
 
 
 def _summary(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:

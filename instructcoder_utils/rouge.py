@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .progress import bar as progress_bar
+
 _WORD = 64
 _VECTOR_MIN = 24  # fewer candidates than this: plain bit-parallel loop, no masks to gather
 _MARGIN = 1e-9  # pruning only skips pairs whose F is below threshold by more than float noise
@@ -248,9 +250,7 @@ def filter_novel(
         filt.add(t)
     texts = list(texts)
     if progress:
-        from tqdm.auto import tqdm
-
-        texts = tqdm(texts, desc="ROUGE-L novelty", unit="text")
+        texts = progress_bar(texts, desc="ROUGE-L novelty", unit="text")
     return [filt.add_if_novel(t) for t in texts]
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import read_jsonl, write_jsonl
+from .progress import bar as progress_bar
 
 DEFAULT_TIMEOUT = 10.0
 STATUSES = ("passed", "failed", "timeout", "error")
@@ -512,8 +513,6 @@ def evaluate_samples(
     ``status`` (passed|failed|timeout|error), ``detail``, ``seconds``, ``returncode``, ``attempts`` and
     ``runs`` (a test that reads a clock runs until most of ``TIMING_RUNS`` runs agree: see there).
     """
-    from tqdm.auto import tqdm
-
     by_id = _index_tasks(tasks)
     _check_samples(samples, by_id)
     sb = sandbox or Sandbox(timeout=timeout)
@@ -535,7 +534,7 @@ def evaluate_samples(
 
     runs: list[tuple[RunResult, int]] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for r in tqdm(pool.map(one, jobs), total=len(jobs), desc="exec", disable=not progress, unit="prog"):
+        for r in progress_bar(pool.map(one, jobs), total=len(jobs), desc="exec", disable=not progress, unit="prog"):
             runs.append(r)
     results = []
     for s, (r, n) in zip(samples, runs, strict=True):

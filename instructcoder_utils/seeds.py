@@ -30,9 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
 from .files import make_record, write_json, write_jsonl
+from .progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from .bigquery import MirrorWriter
@@ -446,7 +445,7 @@ def mine_repos(paths: list[str | Path], db_path: str | Path, max_commits: int = 
                 _head_files(top, name, writer)
                 total = int(_git(top, "rev-list", "--count", "HEAD").stdout or 0) if has_commits(top) else 0
                 before = result.commits_seen
-                with tqdm(total=min(total, max_commits), desc=f"mining {name}", unit="commit",
+                with progress_bar(total=min(total, max_commits), desc=f"mining {name}", unit="commit",
                           disable=not progress) as bar:
                     if total:
                         _mine_one(top, name, lic, allowed, max_commits, max_file_bytes, writer, blobs,
@@ -710,7 +709,7 @@ def build_seeds(cfg, stage_out: str | Path, progress: bool = True) -> dict[str, 
     stage_out = Path(stage_out)
     rows, stats = select_rows(cfg, stage_out, progress)
     kept_rows, filt = [], Counter()
-    for row in tqdm(rows, desc="filtering commits", unit="commit", disable=not progress):
+    for row in progress_bar(rows, desc="filtering commits", unit="commit", disable=not progress):
         reason = filter_reason(row, cfg.seeds.filters)
         if reason:
             filt[reason] += 1

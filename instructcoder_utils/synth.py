@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import make_record
+from .progress import bar as progress_bar
 from .synth_kinds import STRUCT_BY_KIND, STRUCT_EDITS, Unit, fmt_fields
 from .synth_programs import FAMILIES, PROGRAM_KINDS, make_program_instance
 
@@ -290,8 +291,6 @@ def synthesize(cfg, seed: int = 0, progress: bool = False) -> tuple[list[dict], 
 
     ``counts[kind]`` holds ``attempted``, ``kept`` and one entry per rejection reason.
     """
-    from tqdm.auto import tqdm
-
     kinds = _selected_kinds(cfg)
     prog_kinds = [k for k in kinds if k in PROGRAM_KINDS]
     struct_kinds = [k for k in kinds if k in STRUCT_BY_KIND]
@@ -315,14 +314,14 @@ def synthesize(cfg, seed: int = 0, progress: bool = False) -> tuple[list[dict], 
         jobs = [(files[i: i + FILES_PER_CHUNK], struct_kinds, cfg.max_function_lines, seed, quota, False)
                 for i in range(0, len(files), FILES_PER_CHUNK)]
         it = _pool_map(_struct_chunk, jobs, cfg.workers)
-        for cands, c in tqdm(it, total=len(jobs), desc="synth: source files", disable=not progress):
+        for cands, c in progress_bar(it, total=len(jobs), desc="synth: source files", disable=not progress):
             struct.extend(cands)
             _merge_counts(counts, c)
 
     # -- procedural programs, behaviour kinds
     programs: list[dict] = []
     if prog_kinds and n_prog > 0:
-        bar = tqdm(total=n_prog, desc="synth: programs", disable=not progress)
+        bar = progress_bar(total=n_prog, desc="synth: programs", disable=not progress)
         per_kind: Counter = Counter()
         seen: set = set()
         start, chunk, limit = 0, PROGRAMS_PER_CHUNK, max(n_prog * 6, 600)

@@ -54,6 +54,7 @@ import yaml
 from .config import Profile, TrainingConfig, default_out_dir, load_profile, parse_set, stage_dir
 from .files import read_json, write_json
 from .models import cpu_has_bf16, is_trained_dir, load_model, load_tokenizer, load_trained, save_trained
+from .progress import bar as progress_bar
 from .prompts import get_template, render_prompt, render_response
 
 IGNORE = -100
@@ -701,9 +702,7 @@ def train_run(
     for _ in range(progress["step"] * tc.gradient_accumulation_steps):  # data order position
         next(stream)
     model.train()
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=progress["step"], desc=f"train {spec.name}",
+    bar = progress_bar(total=total_steps, initial=progress["step"], desc=f"train {spec.name}",
                disable=not acc.is_main_process, dynamic_ncols=True)
     ga = tc.gradient_accumulation_steps
     while progress["step"] < total_steps:
@@ -731,9 +730,9 @@ def train_run(
         if step % tc.eval_every_steps == 0 or step == total_steps:
             row["val_loss"] = round(val_loss(), 5)
         rows.append(row)
-        bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", val=row["val_loss"] or "-",
-                        tok_s=f"{progress['tokens'] / max(progress['train_seconds'], 1e-9):.0f}")
+                        tok_s=f"{progress['tokens'] / max(progress['train_seconds'], 1e-9):.0f}", refresh=False)
+        bar.update(1)
         if step % tc.save_every_steps == 0 or step == total_steps:
             save_checkpoint(ckpt_root, step, model, optimizer, scheduler, progress, acc, tc.keep_checkpoints)
             if acc.is_main_process:

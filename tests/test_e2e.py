@@ -20,12 +20,12 @@ def smoke_run(tmp_path_factory, repo_root, smollm_dir):
         capture_output=True, text=True, cwd=repo_root, timeout=1500,
     )
     assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return out, proc.stdout
+    return out, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
 def test_smoke_run_writes_every_stage_and_summary(smoke_run):
-    out, stdout = smoke_run
+    out, log = smoke_run
     run = read_json(out / "run.json")
     for stage, entry in run["stages"].items():
         assert entry["status"] == "ok", f"{stage}: {entry}"
@@ -42,7 +42,9 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
         assert refs[name]["tasks"] == scores["n"] and len(refs[name]["over_bound"]) <= refs[name]["tasks"]
     assert refs["editeval"]["passed"] == refs["editeval"]["with_tests"] == 4
     assert refs["editeval"]["over_bound"], "smoke's 64 new tokens are fewer than some of the first 4 references need"
-    assert "report:" in stdout
+    assert "report:" in log
+    trained = [line for line in log.splitlines() if line.startswith("train main") and "100%" in line]
+    assert trained, "stage 04's progress bar never reached the run's log"
 
 
 @pytest.mark.slow

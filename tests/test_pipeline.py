@@ -3,11 +3,13 @@ and stops on a failing notebook naming the stage, the cell and the error."""
 
 from __future__ import annotations
 
+import os
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from instructcoder_utils import pipeline
+from instructcoder_utils import pipeline, progress
 from instructcoder_utils.files import read_json
 
 PARAMS = 'profile = "smoke"\nout_dir = None\noverrides = {}'
@@ -71,6 +73,28 @@ def test_kernels_talk_over_unix_sockets_not_tcp_ports(fake_notebooks, tmp_path):
     executed = nbformat.read(out / "notebooks" / "02_generation.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "transport ipc" in printed, printed
+
+
+def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path, capsys, monkeypatch):
+    """papermill's log forwards printed text, not widgets: a stage's bars reach the terminal as lines."""
+    monkeypatch.delenv(progress.ENV, raising=False)
+    _nb(fake_notebooks / "02_generation.ipynb",
+        "from instructcoder_utils.progress import bar\nfor _ in bar(range(7), desc='counting', unit='thing'):\n"
+        "    pass")
+    pipeline.run("smoke", out_dir=str(tmp_path / "out"))
+    err = capsys.readouterr().err
+    done = [line for line in err.splitlines() if line.startswith("counting") and "7/7" in line]
+    assert done and "\r" not in err, err[-2000:]
+    assert progress.ENV not in os.environ  # the runner's own environment is left as it was
+
+
+def test_progress_lines_mode_writes_one_line_per_redraw(monkeypatch, capsys):
+    monkeypatch.setenv(progress.ENV, "lines")
+    for _ in progress.bar(range(5), desc="steps"):
+        pass
+    err = capsys.readouterr().err
+    assert err.endswith("\n") and "\r" not in err
+    assert err.splitlines()[-1].startswith("steps: 100%") and "5/5" in err.splitlines()[-1], err
 
 
 def test_run_records_each_stage_peak_memory(fake_notebooks, tmp_path):

@@ -1,0 +1,54 @@
+"""Progress bars where the reader is: widgets in JupyterLab, plain lines in a batch run's log.
+
+``instructcoder run`` executes the notebooks with papermill, whose log forwards what a cell prints but not
+its widgets: with ``tqdm.auto`` alone, a 40-minute training said nothing in the terminal between
+"running 04_training.ipynb" and its end. The runner sets ``INSTRUCTCODER_PROGRESS=lines`` for its
+kernels (set it yourself when running a notebook with papermill directly), and every bar then prints
+one line at most every ``LINE_SECONDS`` and one at its end.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+ENV = "INSTRUCTCODER_PROGRESS"
+LINE_SECONDS = 30.0
+
+
+class _Lines:
+    """A file for tqdm that turns its carriage-return redraws into lines of their own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n")
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def lines_wanted() -> bool:
+    return os.environ.get(ENV, "") == "lines"
+
+
+def bar(iterable: Iterable | None = None, **kwargs: Any):
+    """A tqdm bar: plain lines in a batch run (see above), a widget where ipywidgets is installed, else
+    tqdm's text bar (without tqdm.auto's warning that ipywidgets is missing)."""
+    if lines_wanted():
+        from tqdm import tqdm
+
+        kwargs.update(file=_Lines(sys.stderr), ascii=True, dynamic_ncols=False, ncols=110,
+                      mininterval=max(kwargs.get("mininterval", 0.0), LINE_SECONDS))
+        return tqdm(iterable, **kwargs)
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm(iterable, **kwargs)
