@@ -153,7 +153,7 @@ def _execute(stage: str, nb_out: Path, params: dict[str, Any]) -> None:
             language="python",
             cwd=str(NOTEBOOK_DIR),
             progress_bar=sys.stderr.isatty(),
-            log_output=True,
+            log_output=False,  # True would also pass stderr to papermill's logger: every line twice
             stdout_file=sys.stdout,
             stderr_file=sys.stderr,
             kernel_manager_class=kernel_manager_class(),

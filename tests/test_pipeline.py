@@ -4,6 +4,8 @@ and stops on a failing notebook naming the stage, the cell and the error."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -75,17 +77,22 @@ def test_kernels_talk_over_unix_sockets_not_tcp_ports(fake_notebooks, tmp_path):
     assert "transport ipc" in printed, printed
 
 
-def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path, capsys, monkeypatch):
-    """papermill's log forwards printed text, not widgets: a stage's bars reach the terminal as lines."""
-    monkeypatch.delenv(progress.ENV, raising=False)
+def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path):
+    """papermill's log forwards printed text, not widgets: a stage's bars reach the terminal as lines, each
+    once. In a process of its own, as the CLI runs: pytest's log capture would hide a second copy."""
     _nb(fake_notebooks / "02_generation.ipynb",
         "from instructcoder_utils.progress import bar\nfor _ in bar(range(7), desc='counting', unit='thing'):\n"
         "    pass")
-    pipeline.run("smoke", out_dir=str(tmp_path / "out"))
-    err = capsys.readouterr().err
-    done = [line for line in err.splitlines() if line.startswith("counting") and "7/7" in line]
-    assert done and "\r" not in err, err[-2000:]
-    assert progress.ENV not in os.environ  # the runner's own environment is left as it was
+    script = ("import os, sys\nfrom pathlib import Path\nfrom instructcoder_utils import pipeline, progress\n"
+              f"pipeline.NOTEBOOK_DIR = Path({str(fake_notebooks)!r})\n"
+              "pipeline.package_source_hash = lambda: 'fixed-source'\n"
+              f"pipeline.run('smoke', out_dir={str(tmp_path / 'out')!r})\n"
+              "assert progress.ENV not in os.environ, 'the runner keeps its own environment'\n")
+    env = {k: v for k, v in os.environ.items() if k != progress.ENV}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = [line for line in proc.stderr.splitlines() if line.startswith("counting") and "7/7" in line]
+    assert len(done) == 1 and "\r" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_progress_lines_mode_writes_one_line_per_redraw(monkeypatch, capsys):
