@@ -43,8 +43,10 @@ def bar(iterable: Iterable | None = None, **kwargs: Any):
     if lines_wanted():
         from tqdm import tqdm
 
+        # tqdm's monitor thread redraws a bar every maxinterval (10 s) when updates are sparse: raise it too
         kwargs.update(file=_Lines(sys.stderr), ascii=True, dynamic_ncols=False, ncols=110,
-                      mininterval=max(kwargs.get("mininterval", 0.0), LINE_SECONDS))
+                      mininterval=max(kwargs.get("mininterval", 0.0), LINE_SECONDS),
+                      maxinterval=max(kwargs.get("maxinterval", 0.0), LINE_SECONDS))
         return tqdm(iterable, **kwargs)
     try:
         import ipywidgets  # noqa: F401
