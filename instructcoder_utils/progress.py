@@ -19,15 +19,20 @@ LINE_SECONDS = 30.0
 
 
 class _Lines:
-    """A file for tqdm that turns its carriage-return redraws into lines of their own."""
+    """A file for tqdm that turns its carriage-return redraws into lines of their own, skipping a redraw
+    of the same count at the same elapsed second as the line before (closing a bar redraws its last
+    state; only the rate would differ)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self.last = ""
 
     def write(self, text: str) -> None:
-        text = text.strip("\r\n")
-        if text:
+        text = text.strip("\r\n").rstrip()
+        key = text.split("<")[0]  # "desc: pct|bar| n/total [elapsed", before "<remaining, rate, postfix]"
+        if text and key != self.last:
             self.stream.write(text + "\n")
+            self.last = key
 
     def flush(self) -> None:
         self.stream.flush()
