@@ -446,7 +446,7 @@ def mine_repos(paths: list[str | Path], db_path: str | Path, max_commits: int = 
                 total = int(_git(top, "rev-list", "--count", "HEAD").stdout or 0) if has_commits(top) else 0
                 before = result.commits_seen
                 with progress_bar(total=min(total, max_commits), desc=f"mining {name}", unit="commit",
-                          disable=not progress) as bar:
+                                  disable=not progress) as bar:
                     if total:
                         _mine_one(top, name, lic, allowed, max_commits, max_file_bytes, writer, blobs,
                                   seen_blobs, result, bar)

@@ -703,7 +703,7 @@ def train_run(
         next(stream)
     model.train()
     bar = progress_bar(total=total_steps, initial=progress["step"], desc=f"train {spec.name}",
-               disable=not acc.is_main_process, dynamic_ncols=True)
+                       disable=not acc.is_main_process, dynamic_ncols=True)
     ga = tc.gradient_accumulation_steps
     while progress["step"] < total_steps:
         t0 = time.time()
