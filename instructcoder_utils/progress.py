@@ -38,14 +38,10 @@ class _Lines:
         self.stream.flush()
 
 
-def lines_wanted() -> bool:
-    return os.environ.get(ENV, "") == "lines"
-
-
 def bar(iterable: Iterable | None = None, **kwargs: Any):
     """A tqdm bar: plain lines in a batch run (see above), a widget where ipywidgets is installed, else
     tqdm's text bar (without tqdm.auto's warning that ipywidgets is missing)."""
-    if lines_wanted():
+    if os.environ.get(ENV) == "lines":
         from tqdm import tqdm
 
         # tqdm's monitor thread redraws a bar every maxinterval (10 s) when updates are sparse: raise it too

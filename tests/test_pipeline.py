@@ -83,7 +83,7 @@ def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path):
     _nb(fake_notebooks / "02_generation.ipynb",
         "from instructcoder_utils.progress import bar\nfor _ in bar(range(7), desc='counting', unit='thing'):\n"
         "    pass")
-    script = ("import os, sys\nfrom pathlib import Path\nfrom instructcoder_utils import pipeline, progress\n"
+    script = ("import os\nfrom pathlib import Path\nfrom instructcoder_utils import pipeline, progress\n"
               f"pipeline.NOTEBOOK_DIR = Path({str(fake_notebooks)!r})\n"
               "pipeline.package_source_hash = lambda: 'fixed-source'\n"
               f"pipeline.run('smoke', out_dir={str(tmp_path / 'out')!r})\n"
