@@ -106,6 +106,15 @@ def test_progress_lines_mode_writes_one_line_per_redraw(monkeypatch, capsys):
     assert [line.split("|")[2].split()[0] for line in lines] == ["0/5", "1/5", "2/5", "3/5", "4/5", "5/5"], err
 
 
+def test_progress_lines_mode_keeps_tqdms_monitor_away(monkeypatch):
+    """tqdm's monitor thread redraws a bar whose dynamic `miniters` grew above 1 and leaves its last-print
+    time as it was, so the next update printed the same line again a second later (seen in a run's log)."""
+    monkeypatch.setenv(progress.ENV, "lines")
+    b = progress.bar(range(3), desc="steps")
+    assert b.miniters == 1 and not b.dynamic_miniters and b.mininterval >= 30
+    b.close()
+
+
 def test_run_records_each_stage_peak_memory(fake_notebooks, tmp_path):
     """The peak counts the kernel's memory, not only the runner's: a stage that holds 400 MiB more for a
     second peaks that much above one that does not."""
