@@ -697,20 +697,28 @@ def evaluate_api_models(cfg: Profile, stage_out: Path, sets: dict[str, list[dict
 
 
 # --------------------------------------------------------------------------- base vs tuned
-def _per_task(stage_out: Path, label: str, set_name: str) -> dict[str, bool]:
-    """Per-task verdict of a model on a set (sample 0: the greedy reply when decoding is greedy)."""
-    rows = iter_jsonl(Path(stage_out) / label / "results.jsonl")
-    return {r["task_id"]: bool(r["passed"]) for r in rows if r["set"] == set_name and r["sample"] == 0}
+def _per_task(stage_out: Path, label: str, set_name: str) -> dict[str, float]:
+    """Per-task share of a model's samples that pass on a set (0 or 1 when decoding is greedy)."""
+    counts: dict[str, list[int]] = {}
+    for r in iter_jsonl(Path(stage_out) / label / "results.jsonl"):
+        if r["set"] == set_name:
+            c = counts.setdefault(r["task_id"], [0, 0])
+            c[0] += bool(r["passed"])
+            c[1] += 1
+    return {t: passed / n for t, (passed, n) in counts.items()}
 
 
-def compare(base: dict[str, bool], tuned: dict[str, bool]) -> dict[str, Any]:
-    """Paired comparison on the same tasks, with McNemar's exact test on the discordant pairs."""
+def compare(base: dict[str, float], tuned: dict[str, float]) -> dict[str, Any]:
+    """Paired comparison on the same tasks: a task is gained when the tuned model passes a larger share of
+    its samples than the base model, lost when a smaller one. The exact sign test on the gained and lost
+    tasks is McNemar's exact test when each model has one (greedy) sample per task; with several samples
+    it uses every sample, not only the first, so a lucky draw flips no task."""
     from scipy.stats import binomtest
 
     ids = sorted(set(base) & set(tuned))
-    gained = [t for t in ids if tuned[t] and not base[t]]
-    lost = [t for t in ids if base[t] and not tuned[t]]
-    both = sum(base[t] and tuned[t] for t in ids)
+    gained = [t for t in ids if tuned[t] > base[t]]
+    lost = [t for t in ids if base[t] > tuned[t]]
+    both = sum(base[t] == tuned[t] > 0 for t in ids)
     d = len(gained) + len(lost)
     p = binomtest(len(gained), d, 0.5).pvalue if d else 1.0
     return {"n": len(ids), "both": both, "neither": len(ids) - both - d, "gained": gained, "lost": lost,

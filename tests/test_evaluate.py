@@ -284,6 +284,22 @@ def test_compare_mcnemar_and_scores(tmp_path):
     assert out["comparison"]["own"]["gained"] == c["gained"]
 
 
+def test_compare_with_several_samples_uses_every_sample(tmp_path):
+    """Sampled decoding: a task is gained when the tuned model passes more of its samples. Judged on sample
+    0 alone, t0 (first samples fail for both) would be a tie and t1 a loss."""
+    verdicts = {"base-chat_v1": {"t0": [0, 1, 0, 0, 0], "t1": [1, 0, 0, 0, 0], "t2": [0] * 5, "t3": [1] * 5},
+                "tuned-main": {"t0": [0, 1, 1, 1, 1], "t1": [0, 1, 1, 0, 0], "t2": [0] * 5, "t3": [1] * 5}}
+    for label, per_task in verdicts.items():
+        write_jsonl(tmp_path / label / "results.jsonl",
+                    [{"set": "own", "task_id": t, "sample": i, "passed": bool(v)}
+                     for t, vs in per_task.items() for i, v in enumerate(vs)])
+    shares = E._per_task(tmp_path, "tuned-main", "own")
+    assert shares == {"t0": 0.8, "t1": 0.4, "t2": 0.0, "t3": 1.0}
+    c = E.compare(E._per_task(tmp_path, "base-chat_v1", "own"), shares)
+    assert c["gained"] == ["t0", "t1"] and c["lost"] == [] and c["both"] == 1 and c["neither"] == 1
+    assert c["mcnemar_exact_p"] == 0.5
+
+
 # --------------------------------------------------------------------------- the LLM judge
 def test_parse_verdicts():
     assert J.parse_verdict('Verdict:\n```json\n{"correct": true, "score": 9, "reason": "ok"}\n```')["correct"] is True
