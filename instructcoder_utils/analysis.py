@@ -62,7 +62,17 @@ def base_prompt_table(out: Path) -> pd.DataFrame:
     return df
 
 
-def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120) -> Path:
+def pass1_label(out: Path) -> str:
+    """How this run's pass@1 was measured, read from the tuned model's metrics: "greedy pass@1", or the mean
+    over the samples drawn per task, so that a sampled run is never reported as greedy."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    d = read_json(out / "05_evaluation" / scores["tuned_label"] / "metrics.json").get("decoding", {})
+    if not d.get("temperature"):
+        return "greedy pass@1"
+    return f"pass@1 (mean of {d['n']} samples per task at temperature {d['temperature']:g}, top-p {d['top_p']:g})"
+
+
+def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120, label: str = "greedy pass@1") -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     x = range(len(acc))
     w = 0.38
@@ -73,7 +83,7 @@ def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120) -> Path:
         ax.text(i + w / 2, t + 0.5, f"{t:.1f}", ha="center", fontsize=8)
     ax.set_xticks(list(x), [s.split(" (")[0] for s in acc["set"]], fontsize=9)
     ax.set_ylabel("pass@1 (%)")
-    ax.set_title("Base vs instruction-tuned model, greedy pass@1")
+    ax.set_title(f"Base vs instruction-tuned model, {label.split(' (')[0]}")
     ax.legend()
     return _save(fig, path, dpi)
 

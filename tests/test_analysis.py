@@ -34,3 +34,15 @@ def test_ablation_figures_use_only_their_own_runs(tmp_path):
     assert A.mix_figure(only_main, ["own"], tmp_path / "c.png") is None
     # the mix run is not a point of the rank or scaling figures (it has rank 16 and fraction 1.0 too)
     assert A.mix_figure(df[df["mix"] == "all"], ["own"], tmp_path / "d.png") is None
+
+
+def test_pass1_label_says_whether_the_run_sampled(tmp_path):
+    """A run with `evaluation.temperature` > 0 reports the mean over its samples, never "greedy"."""
+    from instructcoder_utils.files import write_json
+
+    stage = tmp_path / "05_evaluation"
+    write_json(stage / "scores.json", {"tuned_label": "tuned-main"})
+    write_json(stage / "tuned-main" / "metrics.json", {"decoding": {"temperature": 0.0, "n": 1, "top_p": 0.95}})
+    assert A.pass1_label(tmp_path) == "greedy pass@1"
+    write_json(stage / "tuned-main" / "metrics.json", {"decoding": {"temperature": 0.8, "n": 5, "top_p": 0.95}})
+    assert A.pass1_label(tmp_path) == "pass@1 (mean of 5 samples per task at temperature 0.8, top-p 0.95)"
