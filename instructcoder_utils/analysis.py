@@ -69,7 +69,7 @@ def pass1_label(out: Path) -> str:
     d = read_json(out / "05_evaluation" / scores["tuned_label"] / "metrics.json").get("decoding", {})
     if not d.get("temperature"):
         return "greedy pass@1"
-    return f"pass@1 (mean of {d['n']} samples per task at temperature {d['temperature']:g}, top-p {d['top_p']:g})"
+    return f"pass@1, mean of {d['n']} samples per task at T={d['temperature']:g}"
 
 
 def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120, label: str = "greedy pass@1") -> Path:
@@ -83,7 +83,7 @@ def base_vs_tuned_figure(acc: pd.DataFrame, path: Path, dpi: int = 120, label: s
         ax.text(i + w / 2, t + 0.5, f"{t:.1f}", ha="center", fontsize=8)
     ax.set_xticks(list(x), [s.split(" (")[0] for s in acc["set"]], fontsize=9)
     ax.set_ylabel("pass@1 (%)")
-    ax.set_title(f"Base vs instruction-tuned model, {label.split(' (')[0]}")
+    ax.set_title(f"Base vs instruction-tuned model, {label}", fontsize=10)
     ax.legend()
     return _save(fig, path, dpi)
 

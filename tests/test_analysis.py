@@ -45,4 +45,4 @@ def test_pass1_label_says_whether_the_run_sampled(tmp_path):
     write_json(stage / "tuned-main" / "metrics.json", {"decoding": {"temperature": 0.0, "n": 1, "top_p": 0.95}})
     assert A.pass1_label(tmp_path) == "greedy pass@1"
     write_json(stage / "tuned-main" / "metrics.json", {"decoding": {"temperature": 0.8, "n": 5, "top_p": 0.95}})
-    assert A.pass1_label(tmp_path) == "pass@1 (mean of 5 samples per task at temperature 0.8, top-p 0.95)"
+    assert A.pass1_label(tmp_path) == "pass@1, mean of 5 samples per task at T=0.8"
