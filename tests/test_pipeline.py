@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -77,20 +78,28 @@ def test_kernels_talk_over_unix_sockets_not_tcp_ports(fake_notebooks, tmp_path):
     assert "transport ipc" in printed, printed
 
 
-def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path):
-    """papermill's log forwards printed text, not widgets: a stage's bars reach the terminal as lines, each
-    once. In a process of its own, as the CLI runs: pytest's log capture would hide a second copy."""
-    _nb(fake_notebooks / "02_generation.ipynb",
-        "from instructcoder_utils.progress import bar\nfor _ in bar(range(7), desc='counting', unit='thing'):\n"
-        "    pass")
+def _run_in_process(nbdir: Path, out: Path, check: str = "") -> subprocess.CompletedProcess:
+    """`pipeline.run('smoke')` on the fake notebooks in a process of its own, as the CLI runs it: its
+    memory is not pytest's (which grows and shrinks with the tests before), and pytest's log capture does
+    not hide what it prints. `check` runs after the run."""
     script = ("import os\nfrom pathlib import Path\nfrom instructcoder_utils import pipeline, progress\n"
-              f"pipeline.NOTEBOOK_DIR = Path({str(fake_notebooks)!r})\n"
+              f"pipeline.NOTEBOOK_DIR = Path({str(nbdir)!r})\n"
               "pipeline.package_source_hash = lambda: 'fixed-source'\n"
-              f"pipeline.run('smoke', out_dir={str(tmp_path / 'out')!r})\n"
-              "assert progress.ENV not in os.environ, 'the runner keeps its own environment'\n")
+              f"pipeline.run('smoke', out_dir={str(out)!r})\n" + check)
     env = {k: v for k, v in os.environ.items() if k != progress.ENV}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_progress_bars_print_lines_into_the_run_log(fake_notebooks, tmp_path):
+    """papermill's log forwards printed text, not widgets: a stage's bars reach the terminal as lines, each
+    once (in a process of its own: pytest's log capture would hide a second copy)."""
+    _nb(fake_notebooks / "02_generation.ipynb",
+        "from instructcoder_utils.progress import bar\nfor _ in bar(range(7), desc='counting', unit='thing'):\n"
+        "    pass")
+    proc = _run_in_process(fake_notebooks, tmp_path / "out",
+                           "assert progress.ENV not in os.environ, 'the runner keeps its own environment'\n")
     done = [line for line in proc.stderr.splitlines() if line.startswith("counting") and "7/7" in line]
     assert len(done) == 1 and "\r" not in proc.stderr, proc.stderr[-3000:]
 
@@ -117,15 +126,18 @@ def test_progress_lines_mode_keeps_tqdms_monitor_away(monkeypatch):
 
 def test_run_records_each_stage_peak_memory(fake_notebooks, tmp_path):
     """The peak counts the kernel's memory, not only the runner's: a stage that holds 400 MiB more for a
-    second peaks that much above one that does not."""
+    second peaks that much above one that does not. The runner runs in a process of its own: inside pytest
+    its resident memory (2.4 GiB after the tests before) moved by more than the 400 MiB between stages."""
     _nb(fake_notebooks / "02_generation.ipynb", "import time\nblock = b'x' * (400 << 20)\ntime.sleep(1.5)")
     out = tmp_path / "out"
-    m = pipeline.run("smoke", out_dir=str(out))
-    light, heavy = (m["stages"][s]["peak_rss_mib"] for s in ("01_seeds", "02_generation"))
+    _run_in_process(fake_notebooks, out)
+    stages = read_json(out / "run.json")["stages"]
+    light, heavy = (stages[s]["peak_rss_mib"] for s in ("01_seeds", "02_generation"))
     assert light > 20 and heavy - light > 300, (light, heavy)
     assert read_json(out / "summary.json")["peak_rss_mib"] == heavy
-    again = pipeline.run("smoke", out_dir=str(out))  # skipped stages keep their figure
-    assert again["stages"]["02_generation"]["peak_rss_mib"] == heavy
+    _run_in_process(fake_notebooks, out)  # skipped stages keep their figure
+    again = read_json(out / "run.json")["stages"]["02_generation"]
+    assert again["status"].startswith("skipped") and again["peak_rss_mib"] == heavy, again
 
 
 def test_failing_notebook_names_stage_cell_and_error(fake_notebooks, tmp_path):
