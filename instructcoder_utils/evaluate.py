@@ -780,17 +780,20 @@ def generation_table(stage_out: Path):
 
 def flipped_examples(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base_label: str, tuned_label: str,
                      set_name: str, k: int = 2) -> list[dict[str, Any]]:
-    """A few tasks the tuned model gained or lost, with both replies, for reading."""
+    """A few tasks the tuned model gained or lost, with both replies, for reading. With several samples per
+    task, the model that passed more of them shows a passing one and the other its first failing one."""
     comp = read_json(Path(stage_out) / "comparison.json")[set_name]
     by_id = {t["task_id"]: t for t in sets[set_name]}
 
-    def code(label: str, tid: str) -> str:
-        return next((r["output"] for r in iter_jsonl(Path(stage_out) / label / "results.jsonl")
-                     if r["set"] == set_name and r["task_id"] == tid and r["sample"] == 0), "")
+    def code(label: str, tid: str, passing: bool) -> str:
+        rows = sorted((r for r in iter_jsonl(Path(stage_out) / label / "results.jsonl")
+                       if r["set"] == set_name and r["task_id"] == tid), key=lambda r: r["sample"])
+        return next((r["output"] for r in rows if bool(r["passed"]) == passing), rows[0]["output"] if rows else "")
 
     out = []
     for kind in ("gained", "lost"):
         for tid in comp[kind][:k]:
             out.append({"kind": kind, "task_id": tid, "instruction": by_id[tid]["instruction"],
-                        "input": by_id[tid]["input"], "base": code(base_label, tid), "tuned": code(tuned_label, tid)})
+                        "input": by_id[tid]["input"], "base": code(base_label, tid, passing=kind == "lost"),
+                        "tuned": code(tuned_label, tid, passing=kind == "gained")})
     return out

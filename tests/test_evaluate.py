@@ -298,6 +298,16 @@ def test_compare_with_several_samples_uses_every_sample(tmp_path):
     c = E.compare(E._per_task(tmp_path, "base-chat_v1", "own"), shares)
     assert c["gained"] == ["t0", "t1"] and c["lost"] == [] and c["both"] == 1 and c["neither"] == 1
     assert c["mcnemar_exact_p"] == 0.5
+    # the flipped examples show a passing sample of the winner and a failing one of the other model
+    for label, per_task in verdicts.items():
+        write_jsonl(tmp_path / label / "results.jsonl",
+                    [{"set": "own", "task_id": t, "sample": i, "passed": bool(v), "output": f"{label} {t} {i}"}
+                     for t, vs in per_task.items() for i, v in enumerate(vs)])
+    write_json(tmp_path / "comparison.json", {"own": c})
+    sets = {"own": [{"task_id": t, "instruction": "", "input": ""} for t in ("t0", "t1", "t2", "t3")]}
+    flips = E.flipped_examples(tmp_path, sets, "base-chat_v1", "tuned-main", "own")
+    assert [(f["task_id"], f["base"], f["tuned"]) for f in flips] == [
+        ("t0", "base-chat_v1 t0 0", "tuned-main t0 1"), ("t1", "base-chat_v1 t1 1", "tuned-main t1 1")]
 
 
 # --------------------------------------------------------------------------- the LLM judge
