@@ -29,7 +29,10 @@ class _Lines:
 
     def write(self, text: str) -> None:
         text = text.strip("\r\n").rstrip()
-        key = text.split("<")[0]  # "desc: pct|bar| n/total [elapsed", before "<remaining, rate, postfix]"
+        # up to the elapsed time: "desc: pct|bar| n/total [elapsed" before "<remaining, rate, postfix]", or
+        # "desc: n [elapsed" before ", rate, postfix]" for a bar without a total
+        head, _, tail = text.rpartition("[")
+        key = head + tail.split("<")[0].split(",")[0]
         if text and key != self.last:
             self.stream.write(text + "\n")
             self.last = key

@@ -115,6 +115,16 @@ def test_progress_lines_mode_writes_one_line_per_redraw(monkeypatch, capsys):
     assert [line.split("|")[2].split()[0] for line in lines] == ["0/5", "1/5", "2/5", "3/5", "4/5", "5/5"], err
 
 
+def test_progress_lines_mode_prints_a_bar_without_total_closing_once(monkeypatch, capsys):
+    """Without a total the line has no "<remaining": closing redraws the last count at another rate."""
+    monkeypatch.setenv(progress.ENV, "lines")
+    monkeypatch.setattr(progress, "LINE_SECONDS", 0.0)
+    for _ in progress.bar(iter(range(3)), desc="files, dirs", mininterval=0):
+        pass
+    counts = [line.split(": ")[1].split(" [")[0] for line in capsys.readouterr().err.splitlines()]
+    assert counts == ["0it", "1it", "2it", "3it"], counts
+
+
 def test_progress_lines_mode_keeps_tqdms_monitor_away(monkeypatch):
     """tqdm's monitor thread redraws a bar whose dynamic `miniters` grew above 1 and leaves its last-print
     time as it was, so the next update printed the same line again a second later (seen in a run's log)."""
