@@ -784,10 +784,11 @@ def flipped_examples(stage_out: Path, sets: dict[str, list[dict[str, Any]]], bas
     task, the model that passed more of them shows a passing one and the other its first failing one."""
     comp = read_json(Path(stage_out) / "comparison.json")[set_name]
     by_id = {t["task_id"]: t for t in sets[set_name]}
+    results = {label: sorted((r for r in iter_jsonl(Path(stage_out) / label / "results.jsonl") if r["set"] == set_name),
+                             key=lambda r: r["sample"]) for label in (base_label, tuned_label)}
 
     def code(label: str, tid: str, passing: bool) -> str:
-        rows = sorted((r for r in iter_jsonl(Path(stage_out) / label / "results.jsonl")
-                       if r["set"] == set_name and r["task_id"] == tid), key=lambda r: r["sample"])
+        rows = [r for r in results[label] if r["task_id"] == tid]
         return next((r["output"] for r in rows if bool(r["passed"]) == passing), rows[0]["output"] if rows else "")
 
     out = []

@@ -50,8 +50,7 @@ def bar(iterable: Iterable | None = None, **kwargs: Any):
         # miniters=1 keeps tqdm's monitor thread away: it redraws a bar whose dynamic miniters grew above 1
         # without resetting its last-print time, so the next update printed the line again a second later
         kwargs.update(file=_Lines(sys.stderr), ascii=True, dynamic_ncols=False, ncols=110, miniters=1,
-                      mininterval=max(kwargs.get("mininterval", 0.0), LINE_SECONDS),
-                      maxinterval=max(kwargs.get("maxinterval", 0.0), LINE_SECONDS))
+                      mininterval=max(kwargs.get("mininterval", 0.0), LINE_SECONDS))
         return tqdm(iterable, **kwargs)
     try:
         import ipywidgets  # noqa: F401

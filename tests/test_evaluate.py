@@ -291,7 +291,7 @@ def test_compare_with_several_samples_uses_every_sample(tmp_path):
                 "tuned-main": {"t0": [0, 1, 1, 1, 1], "t1": [0, 1, 1, 0, 0], "t2": [0] * 5, "t3": [1] * 5}}
     for label, per_task in verdicts.items():
         write_jsonl(tmp_path / label / "results.jsonl",
-                    [{"set": "own", "task_id": t, "sample": i, "passed": bool(v)}
+                    [{"set": "own", "task_id": t, "sample": i, "passed": bool(v), "output": f"{label} {t} {i}"}
                      for t, vs in per_task.items() for i, v in enumerate(vs)])
     shares = E._per_task(tmp_path, "tuned-main", "own")
     assert shares == {"t0": 0.8, "t1": 0.4, "t2": 0.0, "t3": 1.0}
@@ -299,10 +299,6 @@ def test_compare_with_several_samples_uses_every_sample(tmp_path):
     assert c["gained"] == ["t0", "t1"] and c["lost"] == [] and c["both"] == 1 and c["neither"] == 1
     assert c["mcnemar_exact_p"] == 0.5
     # the flipped examples show a passing sample of the winner and a failing one of the other model
-    for label, per_task in verdicts.items():
-        write_jsonl(tmp_path / label / "results.jsonl",
-                    [{"set": "own", "task_id": t, "sample": i, "passed": bool(v), "output": f"{label} {t} {i}"}
-                     for t, vs in per_task.items() for i, v in enumerate(vs)])
     write_json(tmp_path / "comparison.json", {"own": c})
     sets = {"own": [{"task_id": t, "instruction": "", "input": ""} for t in ("t0", "t1", "t2", "t3")]}
     flips = E.flipped_examples(tmp_path, sets, "base-chat_v1", "tuned-main", "own")
