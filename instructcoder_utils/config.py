@@ -192,9 +192,10 @@ class SweepConfig(Section):
         default_factory=list, description="nested subsets of the training split, e.g. [0.1, 0.5, 1.0]"
     )
     lora_ranks: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default_factory=list)
-    data_mixes: list[Literal["behaviour", "refactor"]] = Field(
+    data_mixes: list[Literal["behaviour", "refactor", "one_phrasing"]] = Field(
         default_factory=list, description="train on one part of the data only: behaviour-changing edits "
-        "(verified by execution) or behaviour-preserving refactorings; each a run named mix-<part>"
+        "(verified by execution) or behaviour-preserving refactorings; or one_phrasing: the main run's "
+        "examples with each instruction said in its edit's first phrasing; each a run named mix-<name>"
     )
 
 

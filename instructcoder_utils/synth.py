@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import multiprocessing as mp
 import random
 import sysconfig
@@ -249,8 +250,7 @@ def check_record(rec: dict) -> str | None:
             return why or "rejected"
         same = (inst["input"], inst["output"], inst["instruction"]) == (rec["input"], rec["output"], rec["instruction"])
         return None if same else "not_reproducible"
-    edits = [e for e in STRUCT_BY_KIND.get(meta["kind"], []) if rec["instruction"] in
-             {p.format(**fmt_fields({**meta["check"], "name": meta["check"].get("name", "")})) for p in e.phrasings}]
+    edits = [e for e in STRUCT_BY_KIND.get(meta["kind"], []) if rec["instruction"] in _phrased(e, meta)]
     for e in edits or STRUCT_BY_KIND.get(meta["kind"], []):
         try:
             if e.check(rec["input"], rec["output"], meta["check"]):
@@ -258,6 +258,35 @@ def check_record(rec: dict) -> str | None:
         except Exception:  # noqa: BLE001
             continue
     return "check_failed"
+
+
+def _phrased(e, meta: dict) -> list[str]:
+    """Every way structural edit ``e`` can say this record's instruction, formatted as ``_struct_one`` does."""
+    check = meta.get("check") or {}
+    name = check.get("name", str(meta.get("origin", "")).rsplit(":", 1)[-1].split(".")[-1])
+    try:
+        return [p.format(**fmt_fields({**check, "name": name})) for p in e.phrasings]
+    except (KeyError, IndexError, AttributeError, ValueError):
+        return []
+
+
+def one_phrasing(rec: dict) -> str:
+    """The record's instruction said with its edit's first phrasing: the same edit of the same code.
+
+    Why: the phrasing ablation (training mix ``one_phrasing``) trains on the same examples with one
+    wording per edit instead of several, to measure what the synthesizer's phrasings are worth. Records
+    not from the synthesizer, or whose phrasing cannot be traced, keep their instruction.
+    """
+    meta = rec.get("meta") or {}
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    if meta.get("verified") == "execution":
+        _, inst, _ = make_program_instance(meta["program_seed"], meta["program_index"], first_phrasing=True)
+        return inst["instruction"] if inst else rec["instruction"]
+    for e in STRUCT_BY_KIND.get(meta.get("kind", ""), []):
+        said = _phrased(e, meta)
+        if rec["instruction"] in said:
+            return said[0]
+    return rec["instruction"]
 
 
 # --------------------------------------------------------------------------- orchestration

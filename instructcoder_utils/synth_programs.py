@@ -1894,8 +1894,12 @@ def build_test(fam: Family, names: dict, new: Feats, old_code: str, new_code: st
     return _TEST_IMPORTS + _TEST_CASES.format(cases=repr(cases)) + call_src + _TEST_SAME + _TEST_CHECK, None
 
 
-def make_program_instance(seed: int, index: int) -> tuple[str, dict | None, str | None]:
-    """Build program instance number ``index``; returns (kind, instance or None, rejection reason)."""
+def make_program_instance(seed: int, index: int, first_phrasing: bool = False) -> tuple[str, dict | None, str | None]:
+    """Build program instance number ``index``; returns (kind, instance or None, rejection reason).
+
+    ``first_phrasing``: the same instance (code, edits, checks), its instruction said with each edit's
+    first phrasing and the plainest glue - the phrasing ablation's data (``synth.one_phrasing``). The
+    random draws are made either way, so nothing else about the instance changes."""
     rng = random.Random(f"{seed}:program:{index}")
     fam = FAMILIES[index % len(FAMILIES)]
     names = fam.names(rng)
@@ -1935,10 +1939,12 @@ def make_program_instance(seed: int, index: int) -> tuple[str, dict | None, str 
         fmt = {**names, **e.extra(names, before, after)}
         if isinstance(fam, StringSearch):
             fmt.setdefault("q", StringSearch.QUERY[old["mode"]][0])
-        text = rng.choice(e.phrasings).format(**fmt).strip()
+        text = rng.choice(e.phrasings)
+        text = (e.phrasings[0] if first_phrasing else text).format(**fmt).strip()
         parts.append(text[0].upper() + text[1:] if text[0] != "`" else text)
     if len(parts) == 2:
         glue = rng.choice([" ", " Also, ", " In addition, ", "\n", " Then: "])
+        glue = " " if first_phrasing else glue
         second = parts[1] if glue in (" ", "\n") else parts[1][0].lower() + parts[1][1:] if parts[1][0] != "`" else parts[1]
         instruction = parts[0].rstrip() + glue + second
     else:

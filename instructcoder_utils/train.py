@@ -74,7 +74,7 @@ class RunSpec:
     name: str
     data_fraction: float
     lora_r: int
-    mix: str = "all"  # "behaviour" / "refactor": only that part of the training split
+    mix: str = "all"  # "behaviour" / "refactor": only that part of the training split; "one_phrasing" (see synth)
 
 
 def plan_runs(tc: TrainingConfig) -> list[RunSpec]:
@@ -260,6 +260,30 @@ def tokenize_splits(dataset, tokenizer, template: str, max_length: int, cache_ro
         counts[split] = {"examples": len(tok), "kept": len(kept), "dropped_overlong": int(overlong.sum())}
         out[split] = kept
     return out, counts
+
+
+def one_phrasing_split(dataset, tokenizer, template: str, max_length: int, cache_root: Path):
+    """The training split with each instruction said in its edit's first phrasing (``synth.one_phrasing``),
+    tokenized and cached like the others: the phrasing ablation's data, the same code and edits."""
+    from .synth import one_phrasing
+
+    train = dataset["train"].map(lambda r: {"instruction": one_phrasing(r)}, desc="one phrasing per edit",
+                                 keep_in_memory=True, new_fingerprint=f"one-phrasing-{data_hash(dataset['train'])}")
+    changed = sum(a != b for a, b in zip(train["instruction"], dataset["train"]["instruction"], strict=True))
+    print(f"one phrasing per edit: {changed} of {len(train)} training instructions said differently")
+    tok, _ = tokenize_splits({"train": train, "validation": dataset["validation"]}, tokenizer, template,
+                             max_length, cache_root)
+    return tok["train"]
+
+
+def same_examples(rows, ids: list[str], name: str):
+    """The rows of ``rows`` with these ids, in this order: a rephrased run trains on the main run's
+    examples. One whose new instruction no longer fits ``max_length`` is left out, and said so."""
+    where = {i: k for k, i in enumerate(rows["id"])}
+    picked = [where[i] for i in ids if i in where]
+    if len(picked) < len(ids):
+        print(f"[{name}] {len(ids) - len(picked)} of {len(ids)} examples no longer fit max_length: left out")
+    return rows.select(picked)
 
 
 def is_behaviour_edit(record: dict[str, Any]) -> bool:
@@ -637,13 +661,15 @@ def train_run(
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     train_rows = tokenized["train"]
-    if spec.mix != "all":
+    if spec.mix in ("behaviour", "refactor"):
         want = spec.mix == "behaviour"
         train_rows = train_rows.select([i for i, b in enumerate(train_rows["behaviour"]) if bool(b) == want])
     idx = subset_indices(len(train_rows), cfg.seed, tc.max_train_examples, spec.data_fraction)
     if not idx:
         raise TrainingError("no training examples left after dropping over-long ones; raise training.max_length")
     train_rows = train_rows.select(idx)
+    if spec.mix == "one_phrasing":
+        train_rows = same_examples(tokenized["train_one_phrasing"], train_rows["id"], spec.name)
     train_list = [dict(r) for r in train_rows]
     val_list = [dict(r) for r in tokenized["validation"].select(range(min(len(tokenized["validation"]),
                                                                           tc.max_eval_examples or 10**12)))]
@@ -863,14 +889,16 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
             print(f"{split}: dropped {c['dropped_overlong']} of {c['examples']} examples longer than "
                   f"max_length={tc.max_length} tokens (never truncated)")
     data_key = data_hash(dataset["train"]) + data_hash(dataset["validation"])
+    runs = [spec for spec in plan_runs(tc) if not only or spec.name in only]
+    if any(spec.mix == "one_phrasing" for spec in runs):
+        tokenized["train_one_phrasing"] = one_phrasing_split(dataset, tokenizer, tc.prompt_template,
+                                                             tc.max_length, sdir / "cache")
     if accelerator is None:
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=(pick_device(tc.device) == "cpu"))
     entries = []
-    for spec in plan_runs(tc):
-        if only and spec.name not in only:
-            continue
+    for spec in runs:
         m = train_run(cfg, spec, tokenized, counts, sdir / spec.name, data_key, force=force,
                       accelerator=accelerator)
         accelerator.free_memory()  # prepare() holds each run's model and optimizer: ~0.5 GiB a sweep run
