@@ -129,6 +129,12 @@ def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, t
     return _save(fig, path, dpi)
 
 
+# the training mixes (train.RunSpec.mix) as the mix figure names them; PARTS train on part of the data
+MIX_NAMES = {"all": "all", "behaviour": "behaviour only", "refactor": "refactorings only",
+             "one_phrasing": "one phrasing per edit"}
+PARTS = ("behaviour", "refactor")
+
+
 def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
                         dpi: int = 120) -> Path | None:
     """Pass rate vs training examples, the nested fractions of the data (the paper's data-scaling figure).
@@ -140,10 +146,10 @@ def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[
     if df["data_fraction"].nunique() < 2:
         return None
     if "train_examples" in df and df["train_examples"].notna().all():
-        mixes = sweeps[(sweeps["mix"] != "all") & sweeps["train_examples"].notna()]
-        points = mixes.assign(x=mixes["train_examples"], label=[f"{m} only" for m in mixes["mix"]])
+        mixes = sweeps[sweeps["mix"].isin(PARTS) & sweeps["train_examples"].notna()]
+        points = mixes.assign(x=mixes["train_examples"], label=[MIX_NAMES[m] for m in mixes["mix"]])
         return _line_figure(df, df["train_examples"], sets, "training examples (nested parts of the data)",
-                            "Data scaling", path, dpi, 2, points)
+                            "Data scaling", path, dpi, 2, points=points)
     return _line_figure(df, df["data_fraction"] * 100, sets, "training data used (%)", "Data scaling", path, dpi, 10)
 
 
@@ -158,12 +164,13 @@ def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 12
 
 def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
     """Pass rate when training on all the data vs only its behaviour-changing edits or only its
-    refactorings (the paper's data-mix ablation at our scale); bars are labelled with example counts."""
+    refactorings (the paper's data-mix ablation at our scale), and on the same data with one phrasing
+    per edit (the phrasing ablation); bars are labelled with example counts."""
     df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0)]
     df = df[df["mix"].ne("all") | df["run"].eq("main")].drop_duplicates("mix")
     if df["mix"].nunique() < 2:
         return None
-    order = [m for m in ("all", "behaviour", "refactor") if m in set(df["mix"])]
+    order = [m for m in MIX_NAMES if m in set(df["mix"])]
     df = df.set_index("mix").reindex(order)
     shown = [s for s in sets if s in df and df[s].notna().any()]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -172,9 +179,10 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
         ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s].fillna(0), w,
                label=SET_NAMES.get(s, s))
     n = df["train_examples"] if "train_examples" in df else pd.Series([None] * len(order), index=order)
-    ax.set_xticks(range(len(order)), [f"{m}\n({int(k)} ex.)" if pd.notna(k) else m for m, k in zip(order, n, strict=True)])
+    ax.set_xticks(range(len(order)), [f"{MIX_NAMES[m]}\n({int(k)} ex.)" if pd.notna(k) else MIX_NAMES[m]
+                                      for m, k in zip(order, n, strict=True)])
     ax.set_ylabel("pass@1 (%)")
-    ax.set_title("Data mix: all vs behaviour-changing only vs refactorings only")
+    ax.set_title("Data mix: all edits, one part of them, or one phrasing per edit")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi)
 

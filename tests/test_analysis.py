@@ -16,6 +16,7 @@ def _sweeps() -> pd.DataFrame:
         ("frac0.5", 0.5, 16, "all", 7.5, 3.7, 160),
         ("r4", 1.0, 4, "all", 10.0, 3.7, 320),
         ("mix-refactor", 1.0, 16, "refactor", 5.0, 1.9, 90),
+        ("mix-one_phrasing", 1.0, 16, "one_phrasing", 7.5, 1.9, 318),
     ]
     return pd.DataFrame(rows, columns=["run", "data_fraction", "lora_r", "mix", "test_split", "own", "train_examples"])
 
@@ -34,6 +35,23 @@ def test_ablation_figures_use_only_their_own_runs(tmp_path):
     assert A.mix_figure(only_main, ["own"], tmp_path / "c.png") is None
     # the mix run is not a point of the rank or scaling figures (it has rank 16 and fraction 1.0 too)
     assert A.mix_figure(df[df["mix"] == "all"], ["own"], tmp_path / "d.png") is None
+
+
+def test_mix_figure_draws_the_phrasing_run_but_scaling_only_the_parts(tmp_path, monkeypatch):
+    """The one-phrasing run is a bar of the mix figure; on the scaling figure only the runs on a part of
+    the data are points (at their size), as the rephrased run has main's examples."""
+    drawn = []
+    monkeypatch.setattr(A, "_line_figure", lambda df, x, sets, *a, points=None, **k: drawn.append(points))
+    A.data_scaling_figure(_sweeps(), 16, ["own"], tmp_path / "s.png")
+    assert list(drawn[0]["run"]) == ["mix-refactor"]
+    monkeypatch.undo()
+    import matplotlib.pyplot as plt
+
+    ticks = []
+    monkeypatch.setattr(A, "_save", lambda fig, path, dpi: ticks.extend(
+        t.get_text() for t in fig.axes[0].get_xticklabels()) or plt.close(fig))
+    A.mix_figure(_sweeps(), ["test_split", "own"], tmp_path / "m.png")
+    assert ticks == ["all\n(320 ex.)", "refactorings only\n(90 ex.)", "one phrasing per edit\n(318 ex.)"]
 
 
 def test_pass1_label_says_whether_the_run_sampled(tmp_path):

@@ -217,3 +217,40 @@ def test_program_tests_reach_the_test_split_and_structural_ones_have_none():
     tasks = [_record_to_task(r) for r in ds["test"]]
     assert tasks and all(bool(t["test"]) == has_test[t["task_id"]] for t in tasks)
     assert any(t["test"] for t in tasks) and any(not t["test"] for t in tasks)
+
+
+def test_one_phrasing_says_each_edit_its_first_way(tmp_path):
+    """The phrasing ablation's data: the same instance (code, edits, checks) with each edit said in its
+    first phrasing. Program instances are regenerated with the same random draws; structural ones keep
+    their fields; a record the synthesizer did not make keeps its instruction."""
+    from instructcoder_utils.synth import one_phrasing
+    from instructcoder_utils.synth_kinds import STRUCT_BY_KIND
+
+    def said_first(text: str, edits) -> bool:
+        return any(text.lower().startswith(e.phrasings[0].split("{")[0].lower()) for e in edits)
+
+    fams, changed = {f.name: f for f in FAMILIES}, 0
+    for i in range(300):
+        _, inst, _ = make_program_instance(5, i)
+        _, first, _ = make_program_instance(5, i, first_phrasing=True)
+        if inst is None:
+            assert first is None
+            continue
+        assert {**first, "instruction": ""} == {**inst, "instruction": ""}
+        meta = json.dumps({**inst, "verified": "execution", "program_seed": 5, "program_index": i})
+        assert one_phrasing({"instruction": inst["instruction"], "meta": meta}) == first["instruction"]
+        changed += first["instruction"] != inst["instruction"]
+        if not inst["also"]:
+            assert said_first(first["instruction"], [e for e in fams[inst["family"]].edits if e.kind == inst["kind"]])
+    assert changed > 150  # three in four are said another way first (four phrasings per edit)
+
+    (tmp_path / "shop.py").write_text(
+        "import os\nimport sys\n\n\ndef totalPrice(items, rate=0.2):\n    result = []\n    for it in items:\n"
+        "        result.append(it * (1 + rate))\n    print('done %s' % len(result))\n    return result\n"
+    )
+    records, _ = synthesize(SynthConfig(source_dirs=[str(tmp_path)], max_instances=10, program_share=0.0), seed=1)
+    for r in records:
+        new = one_phrasing(r)
+        assert said_first(new, STRUCT_BY_KIND[r["meta"]["kind"]]), (r["instruction"], new)
+        assert one_phrasing({**r, "instruction": new}) == new
+    assert one_phrasing({"instruction": "Make it faster.", "meta": "{}"}) == "Make it faster."

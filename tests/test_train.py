@@ -271,3 +271,36 @@ def test_trained_weights_that_do_not_fit_are_named(tmp_path, smollm_dir):
     assert is_trained_dir(tmp_path)
     with pytest.raises(ValueError, match=r"2 trained weights do not fit the base model.*model.norm.weight"):
         load_trained(load_model(MODEL), tmp_path)
+
+
+@pytest.mark.slow
+def test_one_phrasing_run_trains_the_main_runs_examples_rephrased(tmp_path, tok):
+    """Mix ``one_phrasing``: the examples main trains on (same ids, same code), each instruction said in
+    its edit's first phrasing - the phrasing ablation changes the wording and nothing else."""
+    import json
+
+    from datasets import Dataset, DatasetDict
+
+    from instructcoder_utils.config import SynthConfig
+    from instructcoder_utils.synth import one_phrasing, synthesize
+
+    records, _ = synthesize(SynthConfig(max_instances=24, program_share=1.0, workers=1), seed=3)
+    rows = [{**r, "meta": json.dumps(r["meta"])} for r in records]
+    ds = DatasetDict(train=Dataset.from_list(rows[:20]), validation=Dataset.from_list(rows[20:]))
+    main_tok, _ = T.tokenize_splits(ds, tok, "chat_v1", 512, tmp_path / "cache")
+    one = T.one_phrasing_split(ds, tok, "chat_v1", 512, tmp_path / "cache")
+    ids = main_tok["train"]["id"][::2]
+    picked = T.same_examples(one, ids, "mix-one_phrasing")
+    assert picked["id"] == ids
+    by_id = {r["id"]: r for r in rows}
+    for row in picked:
+        r = by_id[row["id"]]
+        want = T.encode_example(tok, "chat_v1", one_phrasing(r), r["input"], r["output"], 512)
+        assert row["input_ids"] == want["input_ids"]
+    assert sum(one_phrasing(by_id[i]) != by_id[i]["instruction"] for i in ids) >= len(ids) // 2
+
+    cfg = _profile(max_steps=1, eval_every_steps=1, save_every_steps=1, max_length=512, max_train_examples=6,
+                   sweeps={"data_fractions": [], "lora_ranks": [], "data_mixes": ["one_phrasing"]})
+    main, mix = T.train_all(cfg, tmp_path, ds)["runs"]
+    assert (main["name"], mix["name"], mix["train_examples"]) == ("main", "mix-one_phrasing", main["train_examples"])
+    assert mix["train_tokens"] != main["train_tokens"]  # the same examples, other words
