@@ -131,7 +131,7 @@ def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, t
 
 # the training mixes (train.RunSpec.mix) as the mix figure names them; PARTS train on part of the data
 MIX_NAMES = {"all": "all", "behaviour": "behaviour only", "refactor": "refactorings only",
-             "one_phrasing": "one phrasing per edit"}
+             "one_phrasing": "one phrasing per edit", "one_scenario": "one scenario per family"}
 PARTS = ("behaviour", "refactor")
 
 
@@ -164,8 +164,8 @@ def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 12
 
 def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
     """Pass rate when training on all the data vs only its behaviour-changing edits or only its
-    refactorings (the paper's data-mix ablation at our scale), and on the same data with one phrasing
-    per edit (the phrasing ablation); bars are labelled with example counts."""
+    refactorings (the paper's data-mix ablation at our scale), and on the same edits with one phrasing
+    per edit or one scenario per program family; bars are labelled with example counts."""
     df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0)]
     df = df[df["mix"].ne("all") | df["run"].eq("main")].drop_duplicates("mix")
     if df["mix"].nunique() < 2:
@@ -182,7 +182,7 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
     ax.set_xticks(range(len(order)), [f"{MIX_NAMES[m]}\n({int(k)} ex.)" if pd.notna(k) else MIX_NAMES[m]
                                       for m, k in zip(order, n, strict=True)])
     ax.set_ylabel("pass@1 (%)")
-    ax.set_title("Data mix: all edits, one part of them, or one phrasing per edit")
+    ax.set_title("Data mix: all edits, one part of them, or all said or set one way")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi)
 

@@ -192,10 +192,11 @@ class SweepConfig(Section):
         default_factory=list, description="nested subsets of the training split, e.g. [0.1, 0.5, 1.0]"
     )
     lora_ranks: list[Annotated[int, Field(ge=1, le=1024)]] = Field(default_factory=list)
-    data_mixes: list[Literal["behaviour", "refactor", "one_phrasing"]] = Field(
+    data_mixes: list[Literal["behaviour", "refactor", "one_phrasing", "one_scenario"]] = Field(
         default_factory=list, description="train on one part of the data only: behaviour-changing edits "
-        "(verified by execution) or behaviour-preserving refactorings; or one_phrasing: the main run's "
-        "examples with each instruction said in its edit's first phrasing; each a run named mix-<name>"
+        "(verified by execution) or behaviour-preserving refactorings; or on the main run's examples "
+        "rewritten: one_phrasing (each instruction in its edit's first phrasing), one_scenario (each "
+        "program in its family's first domain); each a run named mix-<name>"
     )
 
 

@@ -270,6 +270,11 @@ def _phrased(e, meta: dict) -> list[str]:
         return []
 
 
+def _meta(rec: dict) -> dict:
+    meta = rec.get("meta") or {}
+    return json.loads(meta) if isinstance(meta, str) else meta
+
+
 def one_phrasing(rec: dict) -> str:
     """The record's instruction said with its edit's first phrasing: the same edit of the same code.
 
@@ -277,8 +282,7 @@ def one_phrasing(rec: dict) -> str:
     wording per edit instead of several, to measure what the synthesizer's phrasings are worth. Records
     not from the synthesizer, or whose phrasing cannot be traced, keep their instruction.
     """
-    meta = rec.get("meta") or {}
-    meta = json.loads(meta) if isinstance(meta, str) else meta
+    meta = _meta(rec)
     if meta.get("verified") == "execution":
         _, inst, _ = make_program_instance(meta["program_seed"], meta["program_index"], first_phrasing=True)
         return inst["instruction"] if inst else rec["instruction"]
@@ -287,6 +291,28 @@ def one_phrasing(rec: dict) -> str:
         if rec["instruction"] in said:
             return said[0]
     return rec["instruction"]
+
+
+def one_scenario(rec: dict) -> dict | None:
+    """The record with its program written for its family's first domain: the same edit of the same
+    program, in one scenario (and its names) per family instead of 4-12.
+
+    Why: the paper's scenario ablation. Its generator writes each instruction's code for a sampled
+    application scenario; ours draws a domain per program. The refactorings of real source keep theirs
+    (their scenario is where the code comes from). ``None`` when the rewritten instance fails its checks.
+    """
+    meta = _meta(rec)
+    if meta.get("verified") != "execution":
+        return {k: rec[k] for k in REWRITTEN}
+    _, inst, _ = make_program_instance(meta["program_seed"], meta["program_index"], first_domain=True)
+    return {k: inst[k] for k in REWRITTEN} if inst else None
+
+
+REWRITTEN = ("instruction", "input", "output", "scenario")  # what an ablation's rewrite may change
+REWRITES = {  # training mixes that rewrite the main run's examples (train.rewritten_split)
+    "one_phrasing": lambda rec: {**{k: rec[k] for k in REWRITTEN}, "instruction": one_phrasing(rec)},
+    "one_scenario": one_scenario,
+}
 
 
 # --------------------------------------------------------------------------- orchestration

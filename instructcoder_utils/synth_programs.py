@@ -1894,15 +1894,33 @@ def build_test(fam: Family, names: dict, new: Feats, old_code: str, new_code: st
     return _TEST_IMPORTS + _TEST_CASES.format(cases=repr(cases)) + call_src + _TEST_SAME + _TEST_CHECK, None
 
 
-def make_program_instance(seed: int, index: int, first_phrasing: bool = False) -> tuple[str, dict | None, str | None]:
+class _FirstDomain(random.Random):
+    """Random draws as usual, except that the draw of a family's domain lands on its first one."""
+
+    def __init__(self, seed: str, domains: list[tuple]) -> None:
+        super().__init__(seed)
+        self._domains = domains
+
+    def choice(self, seq):
+        got = super().choice(seq)
+        return seq[0] if seq is self._domains else got
+
+
+def make_program_instance(seed: int, index: int, first_phrasing: bool = False,
+                          first_domain: bool = False) -> tuple[str, dict | None, str | None]:
     """Build program instance number ``index``; returns (kind, instance or None, rejection reason).
 
-    ``first_phrasing``: the same instance (code, edits, checks), its instruction said with each edit's
-    first phrasing and the plainest glue - the phrasing ablation's data (``synth.one_phrasing``). The
-    random draws are made either way, so nothing else about the instance changes."""
-    rng = random.Random(f"{seed}:program:{index}")
+    The two ablations' data (``synth.one_phrasing``, ``synth.one_scenario``) make the same random draws
+    up to what they change. ``first_phrasing``: the same instance (code, edits, checks), its instruction
+    said with each edit's first phrasing and the plainest glue. ``first_domain``: the same program and
+    edit, written for the family's first domain (its scenario and the names it brings); the draws that
+    depend on the names (test inputs, a second edit, the wording) are made again from there."""
     fam = FAMILIES[index % len(FAMILIES)]
+    seed_text = f"{seed}:program:{index}"
+    rng = random.Random(seed_text)
     names = fam.names(rng)
+    if first_domain:  # the names as drawn for the first domain; the program and edit below stay the same
+        names = fam.names(_FirstDomain(seed_text, fam.domains))
     old = fam.base(rng)
     edits = [e for e in fam.edits if e.applies(old)]
     bug_fixes = [e for e in edits if e.kind == "fix_bug"]

@@ -74,7 +74,10 @@ class RunSpec:
     name: str
     data_fraction: float
     lora_r: int
-    mix: str = "all"  # "behaviour" / "refactor": only that part of the training split; "one_phrasing" (see synth)
+    mix: str = "all"  # "behaviour" / "refactor": only that part of the training split; or REWRITTEN_MIXES
+
+
+REWRITTEN_MIXES = ("one_phrasing", "one_scenario")  # main's examples as an ablation rewrites them (synth.REWRITES)
 
 
 def plan_runs(tc: TrainingConfig) -> list[RunSpec]:
@@ -262,27 +265,36 @@ def tokenize_splits(dataset, tokenizer, template: str, max_length: int, cache_ro
     return out, counts
 
 
-def one_phrasing_split(dataset, tokenizer, template: str, max_length: int, cache_root: Path):
-    """The training split with each instruction said in its edit's first phrasing (``synth.one_phrasing``),
-    tokenized and cached like the others: the phrasing ablation's data, the same code and edits."""
-    from .synth import one_phrasing
+def rewritten_split(dataset, mix: str, tokenizer, template: str, max_length: int, cache_root: Path):
+    """The training split as an ablation rewrites it (``synth.REWRITES``: one phrasing per edit, one
+    scenario per program family), tokenized and cached like the others; the same ids and edits."""
+    from .synth import REWRITES, REWRITTEN
 
-    train = dataset["train"].map(lambda r: {"instruction": one_phrasing(r)}, desc="one phrasing per edit",
-                                 keep_in_memory=True, new_fingerprint=f"one-phrasing-{data_hash(dataset['train'])}")
-    changed = sum(a != b for a, b in zip(train["instruction"], dataset["train"]["instruction"], strict=True))
-    print(f"one phrasing per edit: {changed} of {len(train)} training instructions said differently")
-    tok, _ = tokenize_splits({"train": train, "validation": dataset["validation"]}, tokenizer, template,
-                             max_length, cache_root)
+    def rewrite(r: dict) -> dict:
+        new = REWRITES[mix](r)
+        return {**(new or {k: r[k] for k in REWRITTEN}), "rewritten": new is not None}
+
+    train = dataset["train"].map(rewrite, desc=f"rewrite: {mix}", keep_in_memory=True,
+                                 new_fingerprint=f"{mix}-{data_hash(dataset['train'])}")
+    kept = train.filter(lambda ok: ok, input_columns="rewritten", keep_in_memory=True)
+    before = zip(dataset["train"]["instruction"], dataset["train"]["input"], strict=True)
+    changed = sum(new != old for new, old in zip(zip(train["instruction"], train["input"], strict=True), before,
+                                                 strict=True))
+    print(f"rewrite {mix}: {changed} of {len(train)} training examples changed; {len(train) - len(kept)} failed "
+          "the rewrite's checks and are left out")
+    tok, _ = tokenize_splits({"train": kept.remove_columns("rewritten"), "validation": dataset["validation"]},
+                             tokenizer, template, max_length, cache_root)
     return tok["train"]
 
 
 def same_examples(rows, ids: list[str], name: str):
-    """The rows of ``rows`` with these ids, in this order: a rephrased run trains on the main run's
-    examples. One whose new instruction no longer fits ``max_length`` is left out, and said so."""
+    """The rows of ``rows`` with these ids, in this order: a rewritten run trains on the main run's
+    examples. One that the rewrite dropped, or that no longer fits ``max_length``, is left out, and said so."""
     where = {i: k for k, i in enumerate(rows["id"])}
     picked = [where[i] for i in ids if i in where]
     if len(picked) < len(ids):
-        print(f"[{name}] {len(ids) - len(picked)} of {len(ids)} examples no longer fit max_length: left out")
+        print(f"[{name}] {len(ids) - len(picked)} of {len(ids)} examples failed the rewrite or no longer fit "
+              "max_length: left out")
     return rows.select(picked)
 
 
@@ -668,8 +680,8 @@ def train_run(
     if not idx:
         raise TrainingError("no training examples left after dropping over-long ones; raise training.max_length")
     train_rows = train_rows.select(idx)
-    if spec.mix == "one_phrasing":
-        train_rows = same_examples(tokenized["train_one_phrasing"], train_rows["id"], spec.name)
+    if spec.mix in REWRITTEN_MIXES:
+        train_rows = same_examples(tokenized[f"train_{spec.mix}"], train_rows["id"], spec.name)
     train_list = [dict(r) for r in train_rows]
     val_list = [dict(r) for r in tokenized["validation"].select(range(min(len(tokenized["validation"]),
                                                                           tc.max_eval_examples or 10**12)))]
@@ -890,9 +902,9 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
                   f"max_length={tc.max_length} tokens (never truncated)")
     data_key = data_hash(dataset["train"]) + data_hash(dataset["validation"])
     runs = [spec for spec in plan_runs(tc) if not only or spec.name in only]
-    if any(spec.mix == "one_phrasing" for spec in runs):
-        tokenized["train_one_phrasing"] = one_phrasing_split(dataset, tokenizer, tc.prompt_template,
-                                                             tc.max_length, sdir / "cache")
+    for mix in sorted({spec.mix for spec in runs} & set(REWRITTEN_MIXES)):
+        tokenized[f"train_{mix}"] = rewritten_split(dataset, mix, tokenizer, tc.prompt_template, tc.max_length,
+                                                    sdir / "cache")
     if accelerator is None:
         from accelerate import Accelerator
 

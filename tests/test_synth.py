@@ -254,3 +254,30 @@ def test_one_phrasing_says_each_edit_its_first_way(tmp_path):
         assert said_first(new, STRUCT_BY_KIND[r["meta"]["kind"]]), (r["instruction"], new)
         assert one_phrasing({**r, "instruction": new}) == new
     assert one_phrasing({"instruction": "Make it faster.", "meta": "{}"}) == "Make it faster."
+
+
+def test_one_scenario_writes_each_program_for_its_familys_first_domain():
+    """The scenario ablation's data: the same edit of the same program, written for the family's first
+    domain; an instance already there is unchanged, and refactorings keep theirs."""
+    from instructcoder_utils.synth import one_scenario
+
+    fams, moved, same_edit = {f.name: f for f in FAMILIES}, 0, 0
+    for i in range(200):
+        _, inst, _ = make_program_instance(5, i)
+        if inst is None:
+            continue
+        meta = {**inst, "verified": "execution", "program_seed": 5, "program_index": i}
+        new = one_scenario({**inst, "meta": json.dumps(meta)})
+        first = fams[inst["family"]].domains[0][0]
+        if new is None:
+            continue
+        assert new["scenario"] == first
+        _, again, _ = make_program_instance(5, i, first_domain=True)
+        assert again["kind"] == inst["kind"]
+        if inst["scenario"] == first:
+            assert again == inst
+        moved += new["input"] != inst["input"]
+        same_edit += (again["also"], again["intent"]) == (inst["also"], inst["intent"])
+    assert moved > 100 and same_edit > 180
+    struct = {"instruction": "Add type hints.", "input": "a", "output": "b", "scenario": "x", "meta": {"kind": "k"}}
+    assert one_scenario(struct) == {k: struct[k] for k in ("instruction", "input", "output", "scenario")}

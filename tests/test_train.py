@@ -288,7 +288,7 @@ def test_one_phrasing_run_trains_the_main_runs_examples_rephrased(tmp_path, tok)
     rows = [{**r, "meta": json.dumps(r["meta"])} for r in records]
     ds = DatasetDict(train=Dataset.from_list(rows[:20]), validation=Dataset.from_list(rows[20:]))
     main_tok, _ = T.tokenize_splits(ds, tok, "chat_v1", 512, tmp_path / "cache")
-    one = T.one_phrasing_split(ds, tok, "chat_v1", 512, tmp_path / "cache")
+    one = T.rewritten_split(ds, "one_phrasing", tok, "chat_v1", 512, tmp_path / "cache")
     ids = main_tok["train"]["id"][::2]
     picked = T.same_examples(one, ids, "mix-one_phrasing")
     assert picked["id"] == ids
@@ -300,7 +300,8 @@ def test_one_phrasing_run_trains_the_main_runs_examples_rephrased(tmp_path, tok)
     assert sum(one_phrasing(by_id[i]) != by_id[i]["instruction"] for i in ids) >= len(ids) // 2
 
     cfg = _profile(max_steps=1, eval_every_steps=1, save_every_steps=1, max_length=512, max_train_examples=6,
-                   sweeps={"data_fractions": [], "lora_ranks": [], "data_mixes": ["one_phrasing"]})
-    main, mix = T.train_all(cfg, tmp_path, ds)["runs"]
-    assert (main["name"], mix["name"], mix["train_examples"]) == ("main", "mix-one_phrasing", main["train_examples"])
-    assert mix["train_tokens"] != main["train_tokens"]  # the same examples, other words
+                   sweeps={"data_fractions": [], "lora_ranks": [], "data_mixes": ["one_phrasing", "one_scenario"]})
+    main, phrased, placed = T.train_all(cfg, tmp_path, ds)["runs"]
+    assert [r["name"] for r in (phrased, placed)] == ["mix-one_phrasing", "mix-one_scenario"]
+    assert phrased["train_examples"] == placed["train_examples"] == main["train_examples"]
+    assert len({r["train_tokens"] for r in (main, phrased, placed)}) == 3  # the same examples, other words
