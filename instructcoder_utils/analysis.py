@@ -187,6 +187,35 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
     return _save(fig, path, dpi)
 
 
+def phrasing_table(out: Path, run: str = "mix-one_phrasing") -> pd.DataFrame | None:
+    """Test-split pass@1 of the base, main and one-phrasing models, the tasks split by whether their
+    instruction is said in its edit's first phrasing - the only wording the one-phrasing run trained on.
+
+    Why: that run lost test-split tasks to main; this says whether it lost the edits or the wordings. None
+    when the run was not scored on the test split."""
+    from datasets import load_from_disk
+
+    from .evaluate import _per_task
+    from .synth import one_phrasing
+
+    stage = out / "05_evaluation"
+    scores = read_json(stage / "scores.json")
+    labels = {"base": scores["base_label"], "main": scores["tuned_label"], run: f"run-{run}"}
+    if not (stage / labels[run] / "results.jsonl").is_file():
+        return None
+    passed = {name: _per_task(stage, label, "test_split") for name, label in labels.items()}
+    if not passed[run]:
+        return None
+    first = {r["id"]: one_phrasing(r) == r["instruction"] for r in load_from_disk(str(out / "03_filtering" / "dataset"))["test"]}
+    rows = []
+    for is_first, words in ((True, "its edit's first phrasing (the one-phrasing run's)"), (False, "another phrasing")):
+        ids = [t for t in passed[run] if first.get(t) is is_first]
+        rows.append({"test tasks said in": words, "tasks": len(ids),
+                     **{f"{name} pass@1 (%)": round(100 * sum(p.get(t, 0.0) for t in ids) / max(1, len(ids)), 1)
+                        for name, p in passed.items()}})
+    return pd.DataFrame(rows)
+
+
 def edit_ratio_table(out: Path, label: str) -> pd.DataFrame:
     """Pass rate by the reference's edit-ratio bin, per set, for one evaluated model."""
     m = read_json(out / "05_evaluation" / label / "metrics.json")["sets"]

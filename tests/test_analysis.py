@@ -64,3 +64,38 @@ def test_pass1_label_says_whether_the_run_sampled(tmp_path):
     assert A.pass1_label(tmp_path) == "greedy pass@1"
     write_json(stage / "tuned-main" / "metrics.json", {"decoding": {"temperature": 0.8, "n": 5, "top_p": 0.95}})
     assert A.pass1_label(tmp_path) == "pass@1, mean of 5 samples per task at T=0.8"
+
+
+def test_phrasing_table_splits_the_test_tasks_by_wording(tmp_path):
+    """Tasks said in their edit's first phrasing (the one-phrasing run's wording) and the rest, each with
+    the pass rate of base, main and the one-phrasing run; None until that run is scored on the test split."""
+    import json
+
+    from datasets import Dataset, DatasetDict
+
+    from instructcoder_utils.files import write_json, write_jsonl
+    from instructcoder_utils.synth import one_phrasing
+    from instructcoder_utils.synth_programs import make_program_instance
+
+    rows = []
+    for i in range(40):
+        _, inst, _ = make_program_instance(9, i)
+        if inst:
+            meta = {**inst, "verified": "execution", "program_seed": 9, "program_index": i}
+            rows.append({"id": f"t{i}", "instruction": inst["instruction"], "input": inst["input"],
+                         "output": inst["output"], "meta": json.dumps(meta)})
+    first = {r["id"] for r in rows if one_phrasing(r) == r["instruction"]}
+    assert 0 < len(first) < len(rows)
+    DatasetDict(test=Dataset.from_list(rows)).save_to_disk(str(tmp_path / "03_filtering" / "dataset"))
+    stage = tmp_path / "05_evaluation"
+    write_json(stage / "scores.json", {"base_label": "base-chat_v1", "tuned_label": "tuned-main"})
+    for label, passes in (("base-chat_v1", lambda t: False), ("tuned-main", lambda t: True),
+                          ("run-mix-one_phrasing", lambda t: t in first)):
+        write_jsonl(stage / label / "results.jsonl", [{"set": "test_split", "task_id": r["id"], "passed": passes(r["id"])}
+                                                      for r in rows])
+    table = A.phrasing_table(tmp_path)
+    assert table["tasks"].tolist() == [len(first), len(rows) - len(first)]
+    assert table["main pass@1 (%)"].tolist() == [100.0, 100.0] and table["base pass@1 (%)"].tolist() == [0.0, 0.0]
+    assert table["mix-one_phrasing pass@1 (%)"].tolist() == [100.0, 0.0]
+    (stage / "run-mix-one_phrasing" / "results.jsonl").unlink()
+    assert A.phrasing_table(tmp_path) is None
