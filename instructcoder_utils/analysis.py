@@ -176,13 +176,13 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     w = 0.8 / max(1, len(shown))
     for j, s in enumerate(shown):
-        ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s].fillna(0), w,
+        ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s], w,
                label=SET_NAMES.get(s, s))
     n = df["train_examples"] if "train_examples" in df else pd.Series([None] * len(order), index=order)
     ax.set_xticks(range(len(order)), [f"{MIX_NAMES[m]}\n({int(k)} ex.)" if pd.notna(k) else MIX_NAMES[m]
                                       for m, k in zip(order, n, strict=True)])
     ax.set_ylabel("pass@1 (%)")
-    ax.set_title("Data mix: all edits, one part of them, or all said or set one way")
+    ax.set_title("Data mix: all edits, a part of them, or the same edits less varied")
     ax.legend(fontsize=8)
     return _save(fig, path, dpi)
 
