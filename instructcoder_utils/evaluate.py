@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Profile
-from .files import iter_jsonl, read_json, write_json, write_jsonl
+from .files import iter_jsonl, read_json, record_meta, write_json, write_jsonl
 from .models import TRAINED_WEIGHTS, is_trained_dir
 from .progress import bar as progress_bar
 from .prompts import (
@@ -61,9 +61,7 @@ def task_hash(task: dict[str, Any]) -> str:
 def _record_to_task(rec: dict[str, Any]) -> dict[str, Any]:
     """A stage-03 record as an EditEval task; its test program (``meta.test``) when it has one, else
     none: such tasks are scored by exact match of the normalized code."""
-    meta = rec.get("meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta) if meta.strip() else {}
+    meta = record_meta(rec)
     test = meta.get("test") if isinstance(meta.get("test"), str) and "def check" in meta.get("test", "") else None
     return {
         "task_id": str(rec["id"]), "instruction": rec["instruction"], "input": rec["input"],

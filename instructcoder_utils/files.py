@@ -28,6 +28,15 @@ def make_record(
     }
 
 
+def record_meta(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``meta``: a dict as ``make_record`` builds it, or the JSON string a stage-03 dataset
+    stores (empty: no meta). Malformed JSON raises ``ValueError``, for the caller to judge."""
+    meta = rec.get("meta") or {}
+    if isinstance(meta, str):
+        return json.loads(meta) if meta.strip() else {}
+    return meta
+
+
 def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import multiprocessing as mp
 import random
 import sysconfig
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .files import make_record
+from .files import make_record, record_meta
 from .progress import bar as progress_bar
 from .synth_kinds import STRUCT_BY_KIND, STRUCT_EDITS, Unit, fmt_fields
 from .synth_programs import FAMILIES, PROGRAM_KINDS, make_program_instance
@@ -270,11 +269,6 @@ def _phrased(e, meta: dict) -> list[str]:
         return []
 
 
-def _meta(rec: dict) -> dict:
-    meta = rec.get("meta") or {}
-    return json.loads(meta) if isinstance(meta, str) else meta
-
-
 def one_phrasing(rec: dict) -> str:
     """The record's instruction said with its edit's first phrasing: the same edit of the same code.
 
@@ -282,7 +276,7 @@ def one_phrasing(rec: dict) -> str:
     wording per edit instead of several, to measure what the synthesizer's phrasings are worth. Records
     not from the synthesizer, or whose phrasing cannot be traced, keep their instruction.
     """
-    meta = _meta(rec)
+    meta = record_meta(rec)
     if meta.get("verified") == "execution":
         _, inst, _ = make_program_instance(meta["program_seed"], meta["program_index"], first_phrasing=True)
         return inst["instruction"] if inst else rec["instruction"]
@@ -301,7 +295,7 @@ def one_scenario(rec: dict) -> dict | None:
     application scenario; ours draws a domain per program. The refactorings of real source keep theirs
     (their scenario is where the code comes from). ``None`` when the rewritten instance fails its checks.
     """
-    meta = _meta(rec)
+    meta = record_meta(rec)
     if meta.get("verified") != "execution":
         return {k: rec[k] for k in REWRITTEN}
     _, inst, _ = make_program_instance(meta["program_seed"], meta["program_index"], first_domain=True)

@@ -52,7 +52,7 @@ import torch
 import yaml
 
 from .config import Profile, TrainingConfig, default_out_dir, load_profile, parse_set, stage_dir
-from .files import read_json, write_json
+from .files import read_json, record_meta, write_json
 from .models import cpu_has_bf16, is_trained_dir, load_model, load_tokenizer, load_trained, save_trained
 from .progress import bar as progress_bar
 from .prompts import get_template, render_prompt, render_response
@@ -301,12 +301,10 @@ def same_examples(rows, ids: list[str], name: str):
 def is_behaviour_edit(record: dict[str, Any]) -> bool:
     """Whether an instance changes what the program does (the synthesizer's execution-verified kinds);
     refactorings and records without that mark count as behaviour-preserving."""
-    meta = record.get("meta") or {}
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            meta = {}
+    try:
+        meta = record_meta(record)
+    except ValueError:
+        meta = {}
     return bool(isinstance(meta, dict) and meta.get("behaviour_change"))
 
 
