@@ -186,7 +186,7 @@ class FilteringConfig(Section):
 
 # --------------------------------------------------------------------------- 04 training
 class SweepConfig(Section):
-    """Extra training runs beside ``main``: nested data subsets, other LoRA ranks, data mixes."""
+    """Extra training runs beside ``main``: nested data subsets, other LoRA ranks, data mixes, other seeds."""
 
     data_fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=list, description="nested subsets of the training split, e.g. [0.1, 0.5, 1.0]"
@@ -197,6 +197,11 @@ class SweepConfig(Section):
         "(verified by execution) or behaviour-preserving refactorings; or on the main run's examples "
         "rewritten: one_phrasing (each instruction in its edit's first phrasing), one_scenario (each "
         "program in its family's first domain); each a run named mix-<name>"
+    )
+    seeds: list[int] = Field(
+        default_factory=list, description="main's examples and settings trained again with another training "
+        "seed (batch order and initialization; the data stay main's): the run-to-run spread that a sweep's "
+        "difference must beat; each a run named seed<N>"
     )
 
 

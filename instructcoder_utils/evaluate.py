@@ -663,7 +663,7 @@ def run_spec(cfg: Profile, out: Path, run: dict[str, Any], role: str) -> ModelSp
     label = f"tuned-{run['name']}" if role == "tuned" else f"run-{run['name']}"
     return ModelSpec(label, run.get("base_model") or cfg.training.base_model,
                      run.get("prompt_template") or cfg.training.prompt_template, str(adapter), role=role,
-                     run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r", "mix")})
+                     run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r", "mix", "train_seed")})
 
 
 def evaluate_runs(cfg: Profile, out: Path, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
@@ -743,7 +743,7 @@ def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: d
         comparison[name] = compare(_per_task(stage_out, base["label"], name), _per_task(stage_out, tuned["main"], name))
     if tuned.get("sweeps"):
         scores["sweeps"] = {k: {"data_fraction": v.get("data_fraction"), "lora_r": v.get("lora_r"),
-                                "mix": v.get("mix") or "all",
+                                "mix": v.get("mix") or "all", "train_seed": v.get("train_seed"),
                                 **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()}}
                             for k, v in tuned["sweeps"].items()}
     if api:

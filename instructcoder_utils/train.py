@@ -69,12 +69,13 @@ class TrainingError(ValueError):
 # --------------------------------------------------------------------------- runs
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: the main run or a sweep point (data fraction, LoRA rank, data mix)."""
+    """One training run: the main run or a sweep point (data fraction, LoRA rank, data mix, training seed)."""
 
     name: str
     data_fraction: float
     lora_r: int
     mix: str = "all"  # "behaviour" / "refactor": only that part of the training split; or REWRITTEN_MIXES
+    train_seed: int | None = None  # batch order and initialization; None: the profile's seed (the data never change)
 
 
 REWRITTEN_MIXES = ("one_phrasing", "one_scenario")  # main's examples as an ablation rewrites them (synth.REWRITES)
@@ -91,6 +92,8 @@ def plan_runs(tc: TrainingConfig) -> list[RunSpec]:
             runs.append(RunSpec(f"r{r}", 1.0, int(r)))
     for m in tc.sweeps.data_mixes:
         runs.append(RunSpec(f"mix-{m}", 1.0, tc.lora_r, m))
+    for sd in tc.sweeps.seeds:
+        runs.append(RunSpec(f"seed{sd}", 1.0, tc.lora_r, train_seed=int(sd)))
     seen: set[str] = set()
     return [r for r in runs if not (r.name in seen or seen.add(r.name))]
 
@@ -102,6 +105,8 @@ def run_training_config(tc: TrainingConfig, spec: RunSpec) -> dict[str, Any]:
     d.update(lora_r=spec.lora_r, data_fraction=spec.data_fraction, run=spec.name)
     if spec.mix != "all":  # only where set, so the hashes of earlier runs still hold
         d["mix"] = spec.mix
+    if spec.train_seed is not None:
+        d["train_seed"] = spec.train_seed
     return d
 
 
@@ -667,9 +672,10 @@ def train_run(
     if acc.is_main_process:
         print(f"[{spec.name}] device={acc.device} processes={world} threads={threads} precision: {note}")
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    seed = cfg.seed if spec.train_seed is None else spec.train_seed  # order and init; the data use cfg.seed
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
     train_rows = tokenized["train"]
     if spec.mix in ("behaviour", "refactor"):
         want = spec.mix == "behaviour"
@@ -734,7 +740,7 @@ def train_run(
         if acc.is_main_process:
             print(f"[{spec.name}] step 0: val_loss {rows[0]['val_loss']:.4f}")
 
-    stream = _micro_batches(lengths, tc, cfg.seed, rank, world)
+    stream = _micro_batches(lengths, tc, seed, rank, world)
     for _ in range(progress["step"] * tc.gradient_accumulation_steps):  # data order position
         next(stream)
     model.train()
@@ -796,7 +802,7 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     resolved["training"] = {**resolved["training"], "lora_r": spec.lora_r}
     (tmp / "profile.yaml").write_text(yaml.safe_dump({**resolved, "run": {"name": spec.name,
                                       "data_fraction": spec.data_fraction, "mix": spec.mix,
-                                      "config_hash": chash}},
+                                      "train_seed": spec.train_seed, "config_hash": chash}},
                                       sort_keys=False))
     load_tokenizer(cfg.training.base_model).save_pretrained(tmp)
     shutil.rmtree(adapter_dir, ignore_errors=True)
@@ -812,7 +818,7 @@ def _finish_run(cfg, spec, run_cfg, chash, model, acc, rows, progress, counts, t
     metrics = {
         "run": spec.name, "config_hash": chash, "base_model": cfg.training.base_model,
         "prompt_template": cfg.training.prompt_template, "method": cfg.training.method, "lora_r": spec.lora_r,
-        "data_fraction": spec.data_fraction, "mix": spec.mix, "train_examples": len(train_list),
+        "data_fraction": spec.data_fraction, "mix": spec.mix, "train_seed": spec.train_seed, "train_examples": len(train_list),
         "train_tokens": int(sum(r["length"] for r in train_list)),
         "dropped_overlong": {k: v["dropped_overlong"] for k, v in counts.items()}, "split_counts": counts,
         "steps": progress["step"], "tokens_seen": progress["tokens"],
@@ -916,7 +922,8 @@ def train_all(cfg: Profile, out: str | Path, dataset=None, *, force: bool = Fals
             continue
         entries.append({
             "name": spec.name, "adapter": f"{STAGE}/{spec.name}/adapter", "data_fraction": spec.data_fraction,
-            "method": tc.method, "lora_r": spec.lora_r, "mix": spec.mix, "prompt_template": tc.prompt_template, "base_model": tc.base_model,
+            "method": tc.method, "lora_r": spec.lora_r, "mix": spec.mix, "train_seed": spec.train_seed,
+            "prompt_template": tc.prompt_template, "base_model": tc.base_model,
             "train_examples": m["train_examples"], "train_tokens": m["train_tokens"],
             "seconds": m["train_seconds"], "tokens_per_s": m["tokens_per_s"],
             "initial_val_loss": m["initial_val_loss"], "final_val_loss": m["final_val_loss"],

@@ -206,13 +206,32 @@ def test_bad_template_and_modules_are_named(toy, tmp_path, smollm_dir):
 
 
 def test_sweep_runs_are_named_and_deduplicated():
-    cfg = _profile(sweeps={"data_fractions": [0.1, 0.5, 1.0], "lora_ranks": [2, 8], "data_mixes": ["refactor"]})
-    assert [(r.name, r.data_fraction, r.lora_r, r.mix) for r in T.plan_runs(cfg.training)] == [
-        ("main", 1.0, 2, "all"), ("frac0.1", 0.1, 2, "all"), ("frac0.5", 0.5, 2, "all"), ("r8", 1.0, 8, "all"),
-        ("mix-refactor", 1.0, 2, "refactor")]
-    main, mix = T.plan_runs(cfg.training)[0], T.plan_runs(cfg.training)[-1]
-    assert "mix" not in T.run_training_config(cfg.training, main)  # earlier runs keep their config hash
+    cfg = _profile(sweeps={"data_fractions": [0.1, 0.5, 1.0], "lora_ranks": [2, 8], "data_mixes": ["refactor"],
+                           "seeds": [7]})
+    assert [(r.name, r.data_fraction, r.lora_r, r.mix, r.train_seed) for r in T.plan_runs(cfg.training)] == [
+        ("main", 1.0, 2, "all", None), ("frac0.1", 0.1, 2, "all", None), ("frac0.5", 0.5, 2, "all", None),
+        ("r8", 1.0, 8, "all", None), ("mix-refactor", 1.0, 2, "refactor", None), ("seed7", 1.0, 2, "all", 7)]
+    main, mix, seed = T.plan_runs(cfg.training)[0], T.plan_runs(cfg.training)[-2], T.plan_runs(cfg.training)[-1]
+    assert not {"mix", "train_seed"} & set(T.run_training_config(cfg.training, main))  # earlier hashes hold
     assert T.run_training_config(cfg.training, mix)["mix"] == "refactor"
+    assert T.run_training_config(cfg.training, seed)["train_seed"] == 7
+
+
+@pytest.mark.slow
+def test_seed_run_trains_main_examples_from_another_start(toy, tmp_path, smollm_dir):
+    """A seed run (``sweeps.seeds``) measures run-to-run spread: main's examples (the subset is drawn with
+    the profile's seed) in another order from another initialization - so its weights differ from main's."""
+    from safetensors.torch import load_file
+
+    cfg = _profile(max_steps=1, eval_every_steps=1, save_every_steps=1, max_train_examples=5,
+                   sweeps={"data_fractions": [], "data_mixes": [], "seeds": [7]})
+    index = T.train_all(cfg, tmp_path, toy)
+    main, seed = index["runs"]
+    assert (seed["name"], seed["train_seed"], main["train_seed"]) == ("seed7", 7, None)
+    assert (seed["train_examples"], seed["train_tokens"]) == (main["train_examples"], main["train_tokens"])
+    w_main, w_seed = (load_file(str(tmp_path / r["adapter"] / "adapter_model.safetensors")) for r in index["runs"])
+    assert w_main.keys() == w_seed.keys()
+    assert any(not torch.equal(w_main[k], w_seed[k]) for k in w_main)
 
 
 @pytest.mark.slow
