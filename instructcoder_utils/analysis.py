@@ -99,9 +99,32 @@ def sweep_table(out: Path) -> pd.DataFrame:
         rows.append({"run": label.removeprefix("run-"), **s})
     df = pd.DataFrame(rows)
     df["mix"] = df["mix"].fillna("all") if "mix" in df else "all"
-    for col in ("train_examples", "final_val_loss"):
+    for col in ("train_seed", "train_examples", "final_val_loss"):
         df[col] = [runs.get(r, {}).get(col) for r in df["run"]]
     return df
+
+
+def paired_table(out: Path) -> pd.DataFrame | None:
+    """Each other training run against main on every set both were scored on: the tasks it gained and
+    lost, task by task, and the exact sign test on them (``evaluate.compare``).
+
+    Why: two pass rates a few points apart say little on 54-194 tasks; the flips and their p-value say
+    whether a sweep changed anything, and a seed run's row says how far a mere re-run moves. None when
+    no other run was scored."""
+    from .evaluate import _per_task, compare
+
+    stage = Path(out) / "05_evaluation"
+    scores = read_json(stage / "scores.json")
+    rows = []
+    for label, run in (scores.get("sweeps") or {}).items():
+        for name, main in scores["sets"].items():
+            if run.get(name) is None:
+                continue
+            c = compare(_per_task(stage, scores["tuned_label"], name), _per_task(stage, label, name))
+            rows.append({"run": label.removeprefix("run-"), "set": name, "tasks": c["n"],
+                         "main pass@1 (%)": main["tuned"], "run pass@1 (%)": run[name],
+                         "gained": len(c["gained"]), "lost": len(c["lost"]), "p (sign test)": c["mcnemar_exact_p"]})
+    return pd.DataFrame(rows) if rows else None
 
 
 def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, title: str, path: Path,
@@ -135,12 +158,20 @@ MIX_NAMES = {"all": "all", "behaviour": "behaviour only", "refactor": "refactori
 PARTS = ("behaviour", "refactor")
 
 
+def _reseeded(sweeps: pd.DataFrame) -> pd.Series:
+    """The seed runs (``training.sweeps.seeds``): main's data and settings from another start, so they
+    are no point of an ablation's curve - they measure how far two such runs land apart."""
+    if "train_seed" not in sweeps:
+        return pd.Series(False, index=sweeps.index)
+    return sweeps["train_seed"].notna()
+
+
 def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[str], path: Path,
                         dpi: int = 120) -> Path | None:
     """Pass rate vs training examples, the nested fractions of the data (the paper's data-scaling figure).
     Runs on a part of the data mix are drawn at their own example counts, so a mix ablation is read
     against mixed data of the same size."""
-    df = sweeps[sweeps["mix"] == "all"]
+    df = sweeps[(sweeps["mix"] == "all") & ~_reseeded(sweeps)]
     df = df[df["lora_r"] == base_rank] if base_rank is not None else df
     df = df.dropna(subset=["data_fraction"]).sort_values("data_fraction")
     if df["data_fraction"].nunique() < 2:
@@ -155,7 +186,7 @@ def data_scaling_figure(sweeps: pd.DataFrame, base_rank: int | None, sets: list[
 
 def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
     """Pass rate vs LoRA rank at full data (the main run and the rank sweep)."""
-    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0) & (sweeps["mix"] == "all")]
+    df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0) & (sweeps["mix"] == "all") & ~_reseeded(sweeps)]
     df = df.dropna(subset=["lora_r"]).sort_values("lora_r")
     if df["lora_r"].nunique() < 2:
         return None
@@ -165,12 +196,16 @@ def rank_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 12
 def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120) -> Path | None:
     """Pass rate when training on all the data vs only its behaviour-changing edits or only its
     refactorings (the paper's data-mix ablation at our scale), and on the same edits with one phrasing
-    per edit or one scenario per program family; bars are labelled with example counts."""
+    per edit or one scenario per program family; bars are labelled with example counts. Seed runs stand
+    beside ``all`` as its repeats: a mix's bar is worth reading only where it leaves their spread."""
     df = sweeps[(sweeps["data_fraction"].fillna(1.0) == 1.0)]
+    seeds = df["train_seed"] if "train_seed" in df else pd.Series(None, index=df.index)
+    df = df.assign(mix=[f"seed {int(v)}" if pd.notna(v) else m for m, v in zip(df["mix"], seeds, strict=True)])
     df = df[df["mix"].ne("all") | df["run"].eq("main")].drop_duplicates("mix")
     if df["mix"].nunique() < 2:
         return None
-    order = [m for m in MIX_NAMES if m in set(df["mix"])]
+    names = {**MIX_NAMES, **{m: f"all, {m}" for m in df["mix"] if m.startswith("seed ")}}
+    order = [m for m in dict.fromkeys(["all", *sorted(set(names) - set(MIX_NAMES)), *MIX_NAMES]) if m in set(df["mix"])]
     df = df.set_index("mix").reindex(order)
     shown = [s for s in sets if s in df and df[s].notna().any()]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -179,7 +214,7 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
         ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s], w,
                label=SET_NAMES.get(s, s))
     n = df["train_examples"] if "train_examples" in df else pd.Series([None] * len(order), index=order)
-    ax.set_xticks(range(len(order)), [f"{MIX_NAMES[m]}\n({int(k)} ex.)" if pd.notna(k) else MIX_NAMES[m]
+    ax.set_xticks(range(len(order)), [f"{names[m]}\n({int(k)} ex.)" if pd.notna(k) else names[m]
                                       for m, k in zip(order, n, strict=True)])
     ax.set_ylabel("pass@1 (%)")
     ax.set_title("Data mix: all edits, a part of them, or the same edits less varied")

@@ -99,3 +99,42 @@ def test_phrasing_table_splits_the_test_tasks_by_wording(tmp_path):
     assert table["mix-one_phrasing pass@1 (%)"].tolist() == [100.0, 0.0]
     (stage / "run-mix-one_phrasing" / "results.jsonl").unlink()
     assert A.phrasing_table(tmp_path) is None
+
+
+def test_seed_run_is_a_repeat_of_main_not_an_ablation_point(tmp_path, monkeypatch):
+    """A seed run has main's fraction, rank and mix: it must not become a second point at 100 % of the
+    data or at main's rank, and the mix figure draws it beside `all` as main's repeat."""
+    df = pd.concat([_sweeps(), pd.DataFrame([("seed7", 1.0, 16, "all", 10.0, 3.7, 320)], columns=_sweeps().columns)])
+    df["train_seed"] = [None] * (len(df) - 1) + [7]
+    drawn = []
+    monkeypatch.setattr(A, "_line_figure", lambda d, x, sets, *a, points=None, **k: drawn.append(list(d["run"])))
+    A.data_scaling_figure(df, 16, ["own"], tmp_path / "s.png")
+    A.rank_figure(df, ["own"], tmp_path / "r.png")
+    assert drawn == [["frac0.125", "frac0.5", "main"], ["r4", "main"]]
+    monkeypatch.undo()
+    import matplotlib.pyplot as plt
+
+    ticks = []
+    monkeypatch.setattr(A, "_save", lambda fig, path, dpi: ticks.extend(
+        t.get_text() for t in fig.axes[0].get_xticklabels()) or plt.close(fig))
+    A.mix_figure(df, ["test_split", "own"], tmp_path / "m.png")
+    assert ticks == ["all\n(320 ex.)", "all, seed 7\n(320 ex.)", "refactorings only\n(90 ex.)",
+                     "one phrasing per edit\n(318 ex.)"]
+
+
+def test_paired_table_counts_each_runs_flips_against_main(tmp_path):
+    """Per run and set: the tasks it gained and lost against main, with the sign test; a set the run
+    was not scored on has no row, and no other run means no table."""
+    from instructcoder_utils.files import write_json, write_jsonl
+
+    stage = tmp_path / "05_evaluation"
+    ids = [f"t{i}" for i in range(10)]
+    write_json(stage / "scores.json", {"tuned_label": "tuned-main", "sets": {"own": {"tuned": 50.0}, "test_split": {"tuned": 10.0}},
+                                       "sweeps": {"run-seed7": {"own": 30.0, "test_split": None}}})
+    for label, passed in (("tuned-main", ids[:5]), ("run-seed7", ids[3:6])):
+        write_jsonl(stage / label / "results.jsonl", [{"set": "own", "task_id": t, "passed": t in passed} for t in ids])
+    table = A.paired_table(tmp_path)
+    assert table.to_dict("records") == [{"run": "seed7", "set": "own", "tasks": 10, "main pass@1 (%)": 50.0,
+                                         "run pass@1 (%)": 30.0, "gained": 1, "lost": 3, "p (sign test)": 0.625}]
+    write_json(stage / "scores.json", {"tuned_label": "tuned-main", "sets": {"own": {"tuned": 50.0}}, "sweeps": {}})
+    assert A.paired_table(tmp_path) is None
