@@ -8,6 +8,7 @@ scaling, LoRA rank, accuracy by edit ratio, loss curves and hyper-parameters.
 from __future__ import annotations
 
 from pathlib import Path
+from textwrap import fill
 from typing import Any
 
 import matplotlib
@@ -208,13 +209,13 @@ def mix_figure(sweeps: pd.DataFrame, sets: list[str], path: Path, dpi: int = 120
     order = [m for m in dict.fromkeys(["all", *sorted(set(names) - set(MIX_NAMES)), *MIX_NAMES]) if m in set(df["mix"])]
     df = df.set_index("mix").reindex(order)
     shown = [s for s in sets if s in df and df[s].notna().any()]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(order)), 3.8))  # room for each group's label
     w = 0.8 / max(1, len(shown))
     for j, s in enumerate(shown):
         ax.bar([i + (j - (len(shown) - 1) / 2) * w for i in range(len(order))], df[s], w,
                label=SET_NAMES.get(s, s))
     n = df["train_examples"] if "train_examples" in df else pd.Series([None] * len(order), index=order)
-    ax.set_xticks(range(len(order)), [f"{names[m]}\n({int(k)} ex.)" if pd.notna(k) else names[m]
+    ax.set_xticks(range(len(order)), [f"{fill(names[m], 16)}\n({int(k)} ex.)" if pd.notna(k) else fill(names[m], 16)
                                       for m, k in zip(order, n, strict=True)])
     ax.set_ylabel("pass@1 (%)")
     ax.set_title("Data mix: all edits, a part of them, or the same edits less varied")

@@ -51,7 +51,7 @@ def test_mix_figure_draws_the_phrasing_run_but_scaling_only_the_parts(tmp_path, 
     monkeypatch.setattr(A, "_save", lambda fig, path, dpi: ticks.extend(
         t.get_text() for t in fig.axes[0].get_xticklabels()) or plt.close(fig))
     A.mix_figure(_sweeps(), ["test_split", "own"], tmp_path / "m.png")
-    assert ticks == ["all\n(320 ex.)", "refactorings only\n(90 ex.)", "one phrasing per edit\n(318 ex.)"]
+    assert ticks == ["all\n(320 ex.)", "refactorings\nonly\n(90 ex.)", "one phrasing per\nedit\n(318 ex.)"]
 
 
 def test_pass1_label_says_whether_the_run_sampled(tmp_path):
@@ -118,8 +118,8 @@ def test_seed_run_is_a_repeat_of_main_not_an_ablation_point(tmp_path, monkeypatc
     monkeypatch.setattr(A, "_save", lambda fig, path, dpi: ticks.extend(
         t.get_text() for t in fig.axes[0].get_xticklabels()) or plt.close(fig))
     A.mix_figure(df, ["test_split", "own"], tmp_path / "m.png")
-    assert ticks == ["all\n(320 ex.)", "all, seed 7\n(320 ex.)", "refactorings only\n(90 ex.)",
-                     "one phrasing per edit\n(318 ex.)"]
+    assert ticks == ["all\n(320 ex.)", "all, seed 7\n(320 ex.)", "refactorings\nonly\n(90 ex.)",
+                     "one phrasing per\nedit\n(318 ex.)"]
 
 
 def test_paired_table_counts_each_runs_flips_against_main(tmp_path):
