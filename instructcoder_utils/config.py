@@ -326,6 +326,13 @@ class Profile(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     analysis: AnalysisConfig = AnalysisConfig()
 
+    @model_validator(mode="after")
+    def _seed_runs_differ_from_main(self) -> Profile:
+        if self.seed in self.training.sweeps.seeds:
+            raise ValueError(f"training.sweeps.seeds: {self.seed} is the profile's seed, so that run would be "
+                             "main again; pick another seed")
+        return self
+
     def hash(self) -> str:
         """Stable hash of the resolved profile (what run.json records and stage skipping compares)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
@@ -400,8 +407,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             lines.append(f"{source}: {path}: unknown key{hint}; allowed: {', '.join(allowed)}")
-        elif e["type"] == "literal_error":
-            lines.append(f"{source}: {path}: {e['msg']} (got {e.get('input')!r})")
+        elif e["type"] == "value_error" and isinstance(e.get("input"), dict):  # a check across keys: its
+            msg = e["msg"].removeprefix("Value error, ")                       # message names them
+            lines.append(f"{source}: {msg}" if not loc else f"{source}: {path}: {msg}")
         else:
             lines.append(f"{source}: {path}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

@@ -191,6 +191,7 @@ def test_resume_after_crash_equals_uninterrupted_run(toy, tmp_path, method):
     ({"lr_scheduler": "cosine_restarts"}, "training.lr_scheduler"),
     ({"lora_rank": 8}, "did you mean 'lora_r'"),
     ({"method": "full", "sweeps": {"lora_ranks": [4]}}, "lora_ranks needs method lora"),
+    ({"sweeps": {"seeds": [7, 1234]}}, "training.sweeps.seeds: 1234 is the profile's seed"),
 ])
 def test_bad_profile_values_give_one_clear_error(override, words):
     with pytest.raises(ProfileError) as exc:
