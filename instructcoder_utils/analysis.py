@@ -128,6 +128,52 @@ def paired_table(out: Path) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
+def interpolation_table(out: Path) -> pd.DataFrame | None:
+    """The base model (a = 0), the main run moved part of the way from it (``evaluation.interpolations``)
+    and the main run (a = 1) on each set the interpolations were scored on: pass@1, replies that are their
+    input unchanged, and the tasks gained and lost against the base model with the sign test.
+
+    Why: where tuning only adds, the sets it does not teach stay at the base model's level all the way; where
+    it also takes away what the base model could do, a model between the two does better than either end.
+    None when no interpolation was scored."""
+    from .evaluate import _per_task, compare
+
+    stage = Path(out) / "05_evaluation"
+    scores = read_json(stage / "scores.json")
+    interp = scores.get("interpolations") or {}
+    if not interp:
+        return None
+    rows = []
+    for name in [s for s in scores["sets"] if any(s in v for v in interp.values())]:
+        s = scores["sets"][name]
+        models = [(0.0, scores["base_label"], s["base"], s.get("base_unchanged")),
+                  *[(v["alpha"], k, v[name], v["unchanged"].get(name)) for k, v in interp.items() if name in v],
+                  (1.0, scores["tuned_label"], s["tuned"], s.get("tuned_unchanged"))]
+        base = _per_task(stage, scores["base_label"], name)
+        for alpha, label, pass1, unchanged in sorted(models, key=lambda m: m[0]):
+            c = compare(base, _per_task(stage, label, name))
+            rows.append({"set": name, "a": alpha, "model": label, "tasks": s["n"], "pass@1 (%)": pass1,
+                         "unchanged replies": unchanged, "gained vs base": len(c["gained"]),
+                         "lost vs base": len(c["lost"]), "p (sign test)": c["mcnemar_exact_p"]})
+    return pd.DataFrame(rows)
+
+
+def interpolation_figure(table: pd.DataFrame | None, path: Path, dpi: int = 120) -> Path | None:
+    """pass@1 and the share of unchanged replies against a, the base model at 0 and the tuned one at 1."""
+    if table is None or table["a"].nunique() < 3:
+        return None
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, df in table.groupby("set", sort=False):
+        ax.plot(df["a"], df["pass@1 (%)"], marker="o", label=SET_NAMES.get(name, name))
+        ax2.plot(df["a"], 100 * df["unchanged replies"] / df["tasks"], marker="o", label=SET_NAMES.get(name, name))
+    for a, title, ylabel in ((ax, "Pass rate", "pass@1 (%)"), (ax2, "Replies that copy their input", "% of tasks")):
+        a.set_xlabel("a: base model (0) -> tuned model (1), weights base + a x (tuned - base)")
+        a.set_ylabel(ylabel)
+        a.set_title(title)
+        a.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
 def _line_figure(df: pd.DataFrame, x: pd.Series, sets: list[str], xlabel: str, title: str, path: Path,
                  dpi: int, log_base: float, points: pd.DataFrame | None = None) -> Path:
     """pass@1 of each set against one swept knob, log-scaled x; ``points`` (rows with ``x`` and ``label``)

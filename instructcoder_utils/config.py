@@ -300,6 +300,10 @@ class EvaluationConfig(Section):
     all_prompts_on_all_sets: bool = Field(False, description="score every base prompt on every set")
     eval_sweep_runs: bool = Field(False, description="also evaluate the non-main runs of runs.json")
     sweep_sets: list[Literal["editeval", "own", "test_split"]] = Field(default_factory=lambda: ["own"])
+    interpolations: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=list, description="also score the main run with its weights moved only this far from the "
+        "base model's (0 < a < 1; WiSE-FT), each on sweep_sets, e.g. [0.25, 0.5, 0.75]"
+    )
     check_references: bool = Field(True, description="execute the reference edits first (harness check)")
     timeout_s: float = Field(10.0, gt=0)
     workers: int = Field(2, ge=1)

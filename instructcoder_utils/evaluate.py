@@ -18,7 +18,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,14 +152,18 @@ class ModelSpec:
     template: str
     adapter: str | None = None
     kind: str = "hf"  # hf | api
-    role: str = "base"  # base | tuned | sweep | api
+    role: str = "base"  # base | tuned | sweep | interpolation | api
     run: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    scale: float = 1.0  # how far from the base model towards the adapter's weights (models.load_trained)
 
     def identity(self) -> dict[str, Any]:
         t = get_template(self.template)
-        return {"model": self.base_model, "adapter": adapter_hash(self.adapter) if self.adapter else None,
-                "kind": self.kind, "template": self.template, "template_hash": _sha(fingerprint(t)), "gen": GEN_VERSION}
+        ident = {"model": self.base_model, "adapter": adapter_hash(self.adapter) if self.adapter else None,
+                 "kind": self.kind, "template": self.template, "template_hash": _sha(fingerprint(t)), "gen": GEN_VERSION}
+        if self.scale != 1.0:  # only then: the replies cached before this field existed keep their keys
+            ident["scale"] = self.scale
+        return ident
 
 
 def adapter_hash(path: str | Path) -> str:
@@ -251,7 +255,7 @@ class HFGenerator:
         self.tok.padding_side = "left"
         model = load_model(spec.base_model, dtype=self.dtype, device=self.device)
         if spec.adapter:
-            model = load_trained(model, spec.adapter)
+            model = load_trained(model, spec.adapter, scale=spec.scale)
         self.model = model.eval()
         pack_head(self.model)  # CPU fp32: the vocabulary projection in oneDNN's packed layout
         self.spec = spec
@@ -683,6 +687,21 @@ def evaluate_runs(cfg: Profile, out: Path, stage_out: Path, sets: dict[str, list
             s = run_spec(cfg, out, run, "sweep")
             sweeps[s.label] = {**s.info, "run": s.run, "sets": evaluate_model(cfg, stage_out, s, sub, progress=progress)}
     report["sweeps"] = sweeps
+    report["interpolations"] = evaluate_interpolations(cfg, stage_out, spec, sets, progress)
+    return report
+
+
+def evaluate_interpolations(cfg: Profile, stage_out: Path, main: ModelSpec, sets: dict[str, list[dict[str, Any]]],
+                            progress: bool = True) -> dict[str, Any]:
+    """The main run's weights moved only part of the way from the base model (WiSE-FT, Wortsman et al. 2022),
+    each on ``sweep_sets``. Does tuning lose something the base model could do on the transfer sets? If so,
+    a model between the two keeps more of it; if not, the transfer sets stay where the base model is."""
+    sub = {k: v for k, v in sets.items() if k in cfg.evaluation.sweep_sets}
+    report = {}
+    for alpha in cfg.evaluation.interpolations if sub else []:
+        s = replace(main, label=f"interp-{alpha:g}", role="interpolation", scale=alpha, info={"alpha": alpha})
+        report[s.label] = {"alpha": alpha, "run": main.run, "sets": evaluate_model(cfg, stage_out, s, sub,
+                                                                                   progress=progress)}
     return report
 
 
@@ -746,6 +765,10 @@ def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: d
                                 "mix": v.get("mix") or "all", "train_seed": v.get("train_seed"),
                                 **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()}}
                             for k, v in tuned["sweeps"].items()}
+    if tuned.get("interpolations"):
+        scores["interpolations"] = {k: {"alpha": v["alpha"], **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()},
+                                        "unchanged": {s: m.get("unchanged") for s, m in v["sets"].items()}}
+                                    for k, v in tuned["interpolations"].items()}
     if api:
         scores["api"] = {k: {s: round(m.get("pass@1", 0.0), 2) for s, m in v.items()} for k, v in api.items()}
     write_json(stage_out / "scores.json", scores)

@@ -129,11 +129,14 @@ def save_trained(model, path: str | Path) -> None:
     save_file(tensors, str(Path(path) / TRAINED_WEIGHTS), metadata={"format": "pt"})
 
 
-def load_trained(model, path: str | Path, merge: bool = True):
+def load_trained(model, path: str | Path, merge: bool = True, scale: float = 1.0):
     """Base ``model`` + what stage 04 trained in ``path``; returns the model to use.
 
     A LoRA adapter is merged into the weights (``merge=False``: into a peft model being trained, in place);
-    full fine-tuning weights replace the base model's by name, each checked to exist with the same shape."""
+    full fine-tuning weights replace the base model's by name, each checked to exist with the same shape.
+    ``scale`` moves the weights that far from the base model towards the trained ones (0: the base model,
+    1: the trained one; WiSE-FT's weight-space interpolation, ``evaluation.interpolations``): a LoRA
+    adapter's product is scaled, a fully trained weight becomes base + scale x (trained - base)."""
     p = Path(path)
     if (p / "adapter_config.json").is_file():
         if not merge:
@@ -145,8 +148,13 @@ def load_trained(model, path: str | Path, merge: bool = True):
                 raise ValueError(f"{p}: adapter does not match the model: {result.unexpected_keys[:3]}")
             return model
         from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
 
-        return PeftModel.from_pretrained(model, str(p)).merge_and_unload()
+        peft_model = PeftModel.from_pretrained(model, str(p))
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                module.scale_layer(scale)  # a no-op at 1
+        return peft_model.merge_and_unload()
     if not (p / TRAINED_WEIGHTS).is_file():
         raise FileNotFoundError(f"{p}: neither a LoRA adapter (adapter_config.json) nor {TRAINED_WEIGHTS}")
     import torch
@@ -159,6 +167,9 @@ def load_trained(model, path: str | Path, merge: bool = True):
         raise ValueError(f"{p}: {len(wrong)} trained weights do not fit the base model, e.g. {wrong[:3]}")
     with torch.no_grad():
         for k, v in tensors.items():
+            if scale != 1.0:
+                base = own[k].float()
+                v = base + scale * (v.float() - base)
             own[k].copy_(v.to(own[k].dtype))
     return model
 

@@ -138,3 +138,34 @@ def test_paired_table_counts_each_runs_flips_against_main(tmp_path):
                                          "run pass@1 (%)": 30.0, "gained": 1, "lost": 3, "p (sign test)": 0.625}]
     write_json(stage / "scores.json", {"tuned_label": "tuned-main", "sets": {"own": {"tuned": 50.0}}, "sweeps": {}})
     assert A.paired_table(tmp_path) is None
+
+
+def test_interpolation_table_runs_from_base_to_tuned_and_counts_flips_against_base(tmp_path):
+    """a = 0 is the base model (its best prompt), 1 the main run, the interpolations between, each set
+    they were scored on in order of a; gains and losses are against the base model. No interpolation
+    scored: no table and no figure."""
+    from instructcoder_utils.files import write_json, write_jsonl
+
+    stage = tmp_path / "05_evaluation"
+    ids = [f"t{i}" for i in range(10)]
+    sets = {"own": {"n": 10, "base": 10.0, "tuned": 20.0, "base_unchanged": 1, "tuned_unchanged": 4},
+            "editeval": {"n": 10, "base": 10.0, "tuned": 10.0, "base_unchanged": 0, "tuned_unchanged": 6}}
+    write_json(stage / "scores.json", {"base_label": "base-chat_v1", "tuned_label": "tuned-main", "sets": sets,
+                                       "interpolations": {"interp-0.5": {"alpha": 0.5, "own": 30.0,
+                                                                         "unchanged": {"own": 2}}}})
+    for label, passed in (("base-chat_v1", ids[:1]), ("interp-0.5", ids[1:4]), ("tuned-main", ids[:2])):
+        write_jsonl(stage / label / "results.jsonl", [{"set": "own", "task_id": t, "passed": t in passed} for t in ids])
+    table = A.interpolation_table(tmp_path)
+    assert table[["set", "a", "model", "pass@1 (%)", "unchanged replies", "gained vs base", "lost vs base"]].to_dict(
+        "records") == [
+        {"set": "own", "a": 0.0, "model": "base-chat_v1", "pass@1 (%)": 10.0, "unchanged replies": 1,
+         "gained vs base": 0, "lost vs base": 0},
+        {"set": "own", "a": 0.5, "model": "interp-0.5", "pass@1 (%)": 30.0, "unchanged replies": 2,
+         "gained vs base": 3, "lost vs base": 1},
+        {"set": "own", "a": 1.0, "model": "tuned-main", "pass@1 (%)": 20.0, "unchanged replies": 4,
+         "gained vs base": 1, "lost vs base": 0}]
+    assert table["p (sign test)"].tolist() == [1.0, 0.625, 1.0]
+    png = A.interpolation_figure(table, tmp_path / "i.png")
+    assert png is not None and Image.open(png).size[0] > 0
+    write_json(stage / "scores.json", {"base_label": "base-chat_v1", "tuned_label": "tuned-main", "sets": sets})
+    assert A.interpolation_table(tmp_path) is None and A.interpolation_figure(None, tmp_path / "j.png") is None

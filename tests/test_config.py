@@ -76,3 +76,11 @@ def test_cli_bad_profile_exits_2_without_traceback(repo_root):
     assert r.returncode == 2
     assert "did you mean 'lora_r'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_interpolations_lie_strictly_between_base_and_tuned():
+    """0 would be the base model and 1 the main run, both scored already: only values between are taken."""
+    assert load_profile("smoke", {"evaluation": {"interpolations": [0.25, 0.75]}}).evaluation.interpolations == [0.25, 0.75]
+    for bad in (0, 1, 1.5):
+        with pytest.raises(ProfileError, match="interpolations"):
+            load_profile("smoke", {"evaluation": {"interpolations": [bad]}})

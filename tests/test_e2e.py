@@ -42,6 +42,9 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
         assert refs[name]["tasks"] == scores["n"] and len(refs[name]["over_bound"]) <= refs[name]["tasks"]
     assert refs["editeval"]["passed"] == refs["editeval"]["with_tests"] == 4
     assert refs["editeval"]["over_bound"], "smoke's 64 new tokens are fewer than some of the first 4 references need"
+    interp = read_json(out / "05_evaluation" / "interp-0.5" / "metrics.json")
+    assert interp["identity"]["scale"] == 0.5 and list(interp["sets"]) == ["own"]  # half way, on sweep_sets
+    assert (out / "06_analysis" / "figures" / "interpolation.png").is_file()
     assert "report:" in log
     trained = [line for line in log.splitlines() if line.startswith("train main") and "100%" in line]
     assert trained, "stage 04's progress bar never reached the run's log"

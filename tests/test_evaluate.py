@@ -393,3 +393,11 @@ def test_run_judge_writes_report_with_agreement(scripted_server, tmp_path):
     assert own["tuned"]["vs_execution"]["agreement"] == 100.0
     assert own["pairwise"]["ties"] == 3
     assert read_json(tmp_path / "judge.json")["sets"]["own"]["pairwise"]["pairs"] == 3
+
+
+def test_an_interpolated_model_has_replies_of_its_own():
+    """Its scale is part of the identity that keys cached replies, and only then: a model at scale 1 keeps
+    the keys its replies were cached under before interpolations existed."""
+    spec = E.ModelSpec("tuned-main", "builtin:smollm2-135m-instruct", "chat_v1")
+    half = E.ModelSpec("interp-0.5", "builtin:smollm2-135m-instruct", "chat_v1", scale=0.5)
+    assert "scale" not in spec.identity() and half.identity() == {**spec.identity(), "scale": 0.5}

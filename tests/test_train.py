@@ -325,3 +325,31 @@ def test_one_phrasing_run_trains_the_main_runs_examples_rephrased(tmp_path, tok)
     assert [r["name"] for r in (phrased, placed)] == ["mix-one_phrasing", "mix-one_scenario"]
     assert phrased["train_examples"] == placed["train_examples"] == main["train_examples"]
     assert len({r["train_tokens"] for r in (main, phrased, placed)}) == 3  # the same examples, other words
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_load_trained_scale_moves_the_weights_part_of_the_way(tmp_path, method, smollm_dir):
+    """``scale`` (evaluation.interpolations): 0 gives the base model, 1 the trained one, and 0.5 every
+    trained weight half way between them, for a LoRA adapter and for fully trained weights alike."""
+    base = load_model(MODEL)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        peft_model = get_peft_model(load_model(MODEL), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.05)  # peft starts B at zero: give the adapter something to add
+        peft_model.save_pretrained(tmp_path)
+        key = "model.layers.3.self_attn.q_proj.weight"
+    else:
+        from safetensors.torch import save_file
+
+        key = "model.layers.3.mlp.up_proj.weight"
+        w = base.state_dict()[key]
+        save_file({key: w + torch.randn_like(w) * 0.05}, str(tmp_path / TRAINED_WEIGHTS))
+    w0 = base.state_dict()[key]
+    got = {s: load_trained(load_model(MODEL), tmp_path, scale=s).state_dict()[key] for s in (0.0, 0.5, 1.0)}
+    assert torch.allclose(got[0.0], w0, atol=1e-6)
+    assert float((got[1.0] - w0).abs().max()) > 1e-3  # the trained weights differ from the base model's
+    assert torch.allclose(got[0.5], w0 + 0.5 * (got[1.0] - w0), atol=1e-6)
