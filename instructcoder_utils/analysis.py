@@ -167,10 +167,11 @@ def interpolation_figure(table: pd.DataFrame | None, path: Path, dpi: int = 120)
         ax.plot(df["a"], df["pass@1 (%)"], marker="o", label=SET_NAMES.get(name, name))
         ax2.plot(df["a"], 100 * df["unchanged replies"] / df["tasks"], marker="o", label=SET_NAMES.get(name, name))
     for a, title, ylabel in ((ax, "Pass rate", "pass@1 (%)"), (ax2, "Replies that copy their input", "% of tasks")):
-        a.set_xlabel("a: base model (0) -> tuned model (1), weights base + a x (tuned - base)")
+        a.set_xlabel("a (0: base model, 1: tuned model)")
         a.set_ylabel(ylabel)
         a.set_title(title)
         a.legend(fontsize=8)
+    fig.suptitle("Between the base and the tuned model: weights = base + a x (tuned - base)", fontsize=10)
     return _save(fig, path, dpi)
 
 
