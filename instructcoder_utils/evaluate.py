@@ -698,7 +698,7 @@ def evaluate_interpolations(cfg: Profile, stage_out: Path, main: ModelSpec, sets
     a model between the two keeps more of it; if not, the transfer sets stay where the base model is."""
     sub = {k: v for k, v in sets.items() if k in cfg.evaluation.sweep_sets}
     report = {}
-    for alpha in cfg.evaluation.interpolations if sub else []:
+    for alpha in dict.fromkeys(cfg.evaluation.interpolations) if sub else []:  # each value once
         s = replace(main, label=f"interp-{alpha:g}", role="interpolation", scale=alpha, info={"alpha": alpha})
         report[s.label] = {"alpha": alpha, "run": main.run, "sets": evaluate_model(cfg, stage_out, s, sub,
                                                                                    progress=progress)}
