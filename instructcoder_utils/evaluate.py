@@ -742,6 +742,11 @@ def compare(base: dict[str, float], tuned: dict[str, float]) -> dict[str, Any]:
             "mcnemar_exact_p": round(float(p), 6)}
 
 
+def _pass1_by_set(metrics: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """pass@1 in % per set, rounded as scores.json reports every model's."""
+    return {s: round(m.get("pass@1", 0.0), 2) for s, m in metrics.items()}
+
+
 def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: dict[str, Any],
                  tuned: dict[str, Any], api: dict[str, Any] | None = None) -> dict[str, Any]:
     """``scores.json`` (pass@1 % per set, base vs tuned) and ``comparison.json`` (paired, per task)."""
@@ -763,14 +768,14 @@ def write_scores(stage_out: Path, sets: dict[str, list[dict[str, Any]]], base: d
     if tuned.get("sweeps"):
         scores["sweeps"] = {k: {"data_fraction": v.get("data_fraction"), "lora_r": v.get("lora_r"),
                                 "mix": v.get("mix") or "all", "train_seed": v.get("train_seed"),
-                                **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()}}
+                                **_pass1_by_set(v["sets"])}
                             for k, v in tuned["sweeps"].items()}
     if tuned.get("interpolations"):
-        scores["interpolations"] = {k: {"alpha": v["alpha"], **{s: round(m.get("pass@1", 0.0), 2) for s, m in v["sets"].items()},
+        scores["interpolations"] = {k: {"alpha": v["alpha"], **_pass1_by_set(v["sets"]),
                                         "unchanged": {s: m.get("unchanged") for s, m in v["sets"].items()}}
                                     for k, v in tuned["interpolations"].items()}
     if api:
-        scores["api"] = {k: {s: round(m.get("pass@1", 0.0), 2) for s, m in v.items()} for k, v in api.items()}
+        scores["api"] = {k: _pass1_by_set(v) for k, v in api.items()}
     write_json(stage_out / "scores.json", scores)
     write_json(stage_out / "comparison.json", comparison)
     return {"scores": scores, "comparison": comparison}
