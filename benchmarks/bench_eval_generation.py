@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO))
 
 from instructcoder_utils import evaluate as E  # noqa: E402
 from instructcoder_utils.prompts import extract_code, reply_end  # noqa: E402
-from instructcoder_utils.tasks import load_editeval  # noqa: E402
+from instructcoder_utils.tasks import editeval_file, load_editeval  # noqa: E402
 
 
 def ours(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -> tuple[float, int, list[str]]:
@@ -247,7 +247,8 @@ def dtypes(gen: E.HFGenerator, tasks: list[dict], dec: E.Decoding, batch: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
+    ap.add_argument("--editeval", default=None,
+                    help="a copy of edit_eval.jsonl (default: the cache, ../shared or the pinned download)")
     ap.add_argument("--tasks", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=384)
     ap.add_argument("--batch", type=int, default=16)
@@ -261,7 +262,7 @@ def main() -> None:
                                        "batch_size", "dtype"], nargs="*",
                     help="figures to measure (default: all)")
     args = ap.parse_args()
-    editeval = load_editeval(args.editeval)
+    editeval = load_editeval(editeval_file(path=args.editeval))
     tasks = editeval[: args.tasks]
     spec = E.ModelSpec("bench", "builtin:smollm2-135m-instruct", "chat_v1")
     gen = E.HFGenerator(spec, "auto", args.threads)

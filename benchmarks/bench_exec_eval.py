@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from instructcoder_utils.sandbox import Sandbox, build_program, evaluate_samples  # noqa: E402
-from instructcoder_utils.tasks import load_editeval  # noqa: E402
+from instructcoder_utils.tasks import editeval_file, load_editeval  # noqa: E402
 
 
 def naive_baseline(tasks: list[dict], timeout: float) -> tuple[float, list[str]]:
@@ -53,13 +53,14 @@ def children_cpu() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--editeval", default=str(REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl"))
+    ap.add_argument("--editeval", default=None,
+                    help="a copy of edit_eval.jsonl (default: the cache, ../shared or the pinned download)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
 
-    tasks = load_editeval(args.editeval)
+    tasks = load_editeval(editeval_file(path=args.editeval))
     sandbox = Sandbox(timeout=args.timeout)
     print(f"# sandbox={sandbox.mode} workers={args.workers} timeout={args.timeout:g}s cpus={os.cpu_count()} "
           f"load={os.getloadavg()[0]:.1f}", flush=True)

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO / "outputs" / "tiny", help="a run holding 03_filtering/dataset")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--pack", type=Path, required=True, help="the .tgz that generate writes and score reads")
-    ap.add_argument("--editeval", help="EditEval's edit_eval.jsonl, where ../shared is not beside the repo")
+    ap.add_argument("--editeval", help="a copy of EditEval's edit_eval.jsonl (default: the cache, ../shared, the pinned download)")
     ap.add_argument("--limit", type=int, help="first N tasks of each set (smoke test)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)

@@ -277,7 +277,10 @@ class EvaluationConfig(Section):
     sets: list[Literal["editeval", "own", "test_split"]] = Field(
         default_factory=lambda: ["editeval", "own", "test_split"]
     )
-    editeval_path: str = "../shared/data/editeval/edit_eval.jsonl"
+    editeval_path: str | None = Field(
+        None, description="a copy of EditEval's edit_eval.jsonl; null: the user cache, the development copy "
+        "beside the checkout, then the pinned download (tasks.EDITEVAL)"
+    )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N tasks of each set")
     set_limits: dict[Literal["editeval", "own", "test_split"], int] = Field(
         default_factory=dict, description="per-set cap on tasks (after limit), e.g. {test_split: 60}"

@@ -86,11 +86,11 @@ def load_test_split(out: Path) -> list[dict[str, Any]]:
 
 def load_sets(cfg: Profile, out: Path) -> dict[str, list[dict[str, Any]]]:
     """Every evaluation set of the profile as EditEval-format tasks, cut to ``evaluation.limit``."""
-    from .tasks import load_editeval, load_own_tasks
+    from .tasks import editeval_file, load_editeval, load_own_tasks
 
     ev = cfg.evaluation
     loaders = {
-        "editeval": lambda: load_editeval(cfg.resolve_path(ev.editeval_path)),
+        "editeval": lambda: load_editeval(editeval_file(cfg)),
         "own": load_own_tasks,
         "test_split": lambda: load_test_split(out),
     }

@@ -161,11 +161,9 @@ def near_duplicates(records: list[dict[str, Any]], threshold: float, num_perm: i
 # --------------------------------------------------------------------------- 4. decontamination
 def eval_sets(cfg) -> dict[str, Path]:
     """Every evaluation set that exists: EditEval (required) and the project's own tasks (optional)."""
-    sets = {}
-    ee = cfg.resolve_path(cfg.evaluation.editeval_path)
-    if not ee.is_file():
-        raise FileNotFoundError(f"evaluation.editeval_path: {ee} not found (needed for decontamination)")
-    sets["EditEval"] = ee
+    from .tasks import editeval_file
+
+    sets = {"EditEval": editeval_file(cfg)}
     own = cfg.resolve_path(cfg.filtering.decontamination.own_tasks)
     if own.is_file():
         sets["own"] = own

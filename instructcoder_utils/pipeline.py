@@ -186,6 +186,16 @@ def _summary(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def needs_editeval(cfg: Profile, wanted: set[str]) -> None:
+    """Find or fetch EditEval before any stage starts when a wanted stage reads it (03 decontaminates
+    against it; 05 scores it): a missing file then stops the run with one message, not a failed notebook
+    half way through."""
+    if "03_filtering" in wanted or ("05_evaluation" in wanted and "editeval" in cfg.evaluation.sets):
+        from .tasks import editeval_file
+
+        editeval_file(cfg)
+
+
 def run(
     profile: str,
     out_dir: str | None = None,
@@ -206,6 +216,7 @@ def run(
         wanted = {s for s in STAGES if s in only or s.split("_", 1)[1] in only}
     else:
         wanted = set(stages)
+    needs_editeval(cfg, wanted)
     src_hash = package_source_hash()
     t_start = time.time()
     manifest: dict[str, Any] = {

@@ -14,8 +14,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from servers import *  # noqa: E402,F401,F403  (server fixtures: scripted loopback server, transformers serve)
 
-EDITEVAL = (REPO.parent / "shared" / "data" / "editeval" / "edit_eval.jsonl").resolve()
-
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
@@ -24,9 +22,14 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def editeval_path() -> Path:
-    if not EDITEVAL.is_file():
-        pytest.fail(f"EditEval not found beside the checkout: {EDITEVAL}")
-    return EDITEVAL
+    """EditEval as a run finds it: the cache, the development copy beside the checkout, or the download."""
+    from instructcoder_utils.published import PublishedFileError
+    from instructcoder_utils.tasks import editeval_file
+
+    try:
+        return editeval_file()
+    except PublishedFileError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ try:
 except ImportError:  # the benchmark runs this file as a script without the dev extras
     pytest = None
 
-__all__ = ["Act", "ScriptedServer", "ServerURL", "drop", "error", "malformed", "reply",
+__all__ = ["Act", "FileServer", "ScriptedServer", "ServerURL", "drop", "error", "malformed", "reply",
            "scripted_server", "scripted_server_session", "transformers_server"]
 
 
@@ -260,6 +260,56 @@ class ServerURL(str):
         obj = super().__new__(cls, url)
         obj.model = model
         return obj
+
+
+# --------------------------------------------------------------------------- published files
+class FileServer:
+    """A loopback HTTP server that publishes one file, the way a download's tests need it: ``mode`` is
+    "ok" (the bytes), "truncate" (announces the full length, sends half, closes) or an HTTP status code.
+    ``hits`` counts GET requests. Use as a context manager; ``url`` is the file's address."""
+
+    def __init__(self, body: bytes, mode: str | int = "ok", name: str = "edit_eval.jsonl") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.body, self.mode, self.hits = body, mode, 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.hits += 1
+                if isinstance(server.mode, int):
+                    self.send_error(server.mode)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                if server.mode == "truncate":
+                    self.wfile.write(server.body[: len(server.body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(server.body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/{name}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(10)
+        self._httpd.server_close()
 
 
 # --------------------------------------------------------------------------- transformers serve
