@@ -100,6 +100,7 @@ def download(url: str, target: Path, sha256: str, timeout: float = 60.0, desc: s
 
     The bytes go to a temporary file beside ``target`` and are renamed into place only once complete and
     verified: an interrupted or wrong download cannot be mistaken for the file by a later run."""
+    created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     h, got = hashlib.sha256(), 0
@@ -131,14 +132,15 @@ def download(url: str, target: Path, sha256: str, timeout: float = 60.0, desc: s
         raise PublishedFileError(f"the download from {url} failed after {got} bytes "
                                  f"({type(exc).__name__}: {exc}).") from None
     finally:
-        _discard(Path(tmp), target.parent)
+        _discard(Path(tmp), created)
     return target
 
 
-def _discard(tmp: Path, folder: Path) -> None:
-    """Remove a download's temporary file, and its folder when the download left it empty."""
+def _discard(tmp: Path, created: list[Path]) -> None:
+    """Remove a download's temporary file, and the folders it made for it that it left empty."""
     tmp.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:  # not empty (the verified file, or other files): keep it
-        pass
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: the verified file is in it
+            return

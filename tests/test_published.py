@@ -23,7 +23,7 @@ def spec(url: str, body: bytes = BODY, dev_copy: Path | None = None) -> Publishe
 
 
 def files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+    return list(folder.rglob("*")) if folder.exists() else []
 
 
 def test_download_is_verified_cached_and_then_served_without_the_server(tmp_path):
@@ -32,7 +32,7 @@ def test_download_is_verified_cached_and_then_served_without_the_server(tmp_path
         path = obtain(s, cache=tmp_path)
         assert server.hits == 1
     assert path == s.cached(tmp_path) and path.read_bytes() == BODY
-    assert files_under(tmp_path) == [path]  # no temporary file left beside it
+    assert [p for p in files_under(tmp_path) if p.is_file()] == [path]  # no temporary file beside it
     assert obtain(s, cache=tmp_path) == path  # the server is stopped: the cache answers
 
 
