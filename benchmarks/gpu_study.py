@@ -33,7 +33,7 @@ where ``<returned>`` is the folder whose files the machine sends back.
 
 A second ``generate`` on the same warm machine trains nothing and writes only the replies still missing
 (with ``--set 'evaluation.sets=[...]'`` widened, it adds a set's replies to the models already trained).
-``--profile gpu_large`` (README: more data on a GPU) trains on a larger synthesized dataset: make its stages
+``--profile gpu_large`` (docs/results.md: more data on a GPU) trains on a larger synthesized dataset: make its stages
 01-03 here (``instructcoder run --profile gpu_large --only 01_seeds 02_generation 03_filtering``) and carry
 that ``03_filtering/dataset`` instead of tiny's; give ``score`` the same ``--profile``.
 CPU smoke test of both halves (minutes): add ``--set training.max_train_examples=8 --set

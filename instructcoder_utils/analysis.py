@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import stats  # noqa: E402
-from .files import read_json  # noqa: E402
+from .files import read_json, read_optional_json  # noqa: E402
 
-SET_NAMES = {"editeval": "EditEval (194, execution)", "own": "own benchmark (execution)",
+SET_NAMES = {"editeval": "EditEval (execution)", "own": "own benchmark (execution)",
              "test_split": "in-distribution test split"}
 
 
@@ -32,11 +32,7 @@ def _save(fig, path: Path, dpi: int) -> Path:
 def accuracy_table(out: Path) -> pd.DataFrame:
     """Base vs tuned pass@1 per evaluation set, with the paired test from comparison.json."""
     scores = read_json(out / "05_evaluation" / "scores.json")
-    comp = {}
-    try:
-        comp = read_json(out / "05_evaluation" / "comparison.json")
-    except FileNotFoundError:
-        pass
+    comp = read_optional_json(out / "05_evaluation" / "comparison.json") or {}
     rows = []
     for name, s in scores["sets"].items():
         c = comp.get(name, {})
@@ -50,6 +46,61 @@ def accuracy_table(out: Path) -> pd.DataFrame:
             "unchanged replies (base / tuned)": f"{s.get('base_unchanged', '-')} / {s.get('tuned_unchanged', '-')}",
         })
     return pd.DataFrame(rows)
+
+
+ANSWER_COLUMNS = ["set", "tasks", "base pass@1 %", "tuned pass@1 %", "gained", "lost", "McNemar p"]
+METHOD_WORDS = {"synth": "synthesized", "llm": "LLM-written", "both": "synthesized and LLM-written",
+                "published": "released"}
+
+
+def _tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+def _p(p: float | None) -> str:
+    return "p = -" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3g}")
+
+
+def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
+    """Three sentences a reader needs first: the in-distribution result, the transfer result, and what this
+    run cannot say about the paper's. Every figure in them is read from this run's files."""
+    scores = read_json(out / "05_evaluation" / "scores.json")
+    comp = read_optional_json(out / "05_evaluation" / "comparison.json") or {}
+    run = (read_optional_json(out / "run.json") or {}).get("profile") or {}
+    runs = read_optional_json(out / "04_training" / "runs.json") or {}
+    main = next((r for r in runs.get("runs", []) if r.get("name") == runs.get("main")), {})
+    sets = scores["sets"]
+    first = "test_split" if "test_split" in sets else next(iter(sets))
+
+    def flips(name: str) -> tuple[int, int, float | None]:
+        c = comp.get(name, {})
+        return len(c.get("gained", [])), len(c.get("lost", [])), c.get("mcnemar_exact_p")
+
+    s, (g, lo, p) = sets[first], flips(first)
+    verdict = (f"a {'gain' if g > lo else 'loss'} beyond chance" if p is not None and p < alpha
+               else "a difference chance alone could make")
+    where = "held-out tasks of its own training data" if first == "test_split" else SET_NAMES.get(first, first)
+    one = (f"On {s['n']} {where}, the tuned model passes {s['tuned']:.1f} % against the base model's "
+           f"{s['base']:.1f} %: it gains {_tasks(g)} and loses {lo} ({_p(p)}), {verdict}.")
+    others = [k for k in sets if k != first]
+    if others:
+        parts = [f"{SET_NAMES.get(k, k).split(' (')[0]} ({sets[k]['n']} tasks) {sets[k]['base']:.1f} → "
+                 f"{sets[k]['tuned']:.1f} %" for k in others]
+        beyond = [k for k in others if (flips(k)[2] or 1.0) < alpha]
+        tail = ("none of these differences is beyond chance" if not beyond else "beyond chance on " + ", ".join(
+            f"{SET_NAMES.get(k, k).split(' (')[0]} ({'gain' if flips(k)[0] > flips(k)[1] else 'loss'}, "
+            f"{_p(flips(k)[2])})" for k in beyond))
+        two = f"On the sets it was not trained for, base → tuned: {'; '.join(parts)}; {tail} (at {_p(alpha)[4:]})."
+    else:
+        two = "No other evaluation set was scored, so this run says nothing about transfer."
+    gen = run.get("generation") or {}
+    model = (run.get("training") or {}).get("base_model", "?")
+    n_train = main.get("train_examples")
+    data = f"{n_train} {METHOD_WORDS.get(gen.get('method'), gen.get('method', ''))} examples".strip()
+    three = (f"It does not test the paper's claim as made: the base model here is {model}, tuned on {data} "
+             f"(the paper tuned LLaMA 7B-33B on 114k ChatGPT-written ones), and edits are scored by running "
+             f"tests, not judged by GPT-4.")
+    return [one, two, three]
 
 
 def base_prompt_table(out: Path) -> pd.DataFrame:

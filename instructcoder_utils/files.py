@@ -93,3 +93,11 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found (did the stage that writes it run?)")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_optional_json(path: str | Path) -> Any | None:
+    """A JSON file a stage may not have written (an optional part of the study): None when absent."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None

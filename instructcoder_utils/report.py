@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .files import read_json
+from .files import read_optional_json
 
 # The paper's Table 3: GPT-4-judged accuracy (%) on 134 held-out real commits. Reported beside ours
 # only as a reference: the setting (models, judge, test set) differs from ours.
@@ -60,13 +60,6 @@ def check_required(out: Path) -> None:
         )
 
 
-def read_optional_json(path: Path) -> Any | None:
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        return None
-
-
 def write_table(df: pd.DataFrame, tables_dir: Path, name: str) -> pd.DataFrame:
     """Every table as CSV (for tools) and Markdown (for reading); returns the table for display."""
     from .stats import write_table as _write
@@ -78,15 +71,18 @@ def write_table(df: pd.DataFrame, tables_dir: Path, name: str) -> pd.DataFrame:
 # --------------------------------------------------------------------------- HTML report
 @dataclass
 class Item:
-    title: str
+    title: str  # "" for none (the answer's sentences)
     caption: str
     figure: Path | None = None
     table: pd.DataFrame | None = None
     note: str | None = None
+    text: list[str] | None = None  # plain sentences, shown as a paragraph
 
 
 @dataclass
 class Report:
+    """The page: its first section is the answer (one screen), then the run's facts, then the rest."""
+
     title: str
     facts: dict[str, Any] = field(default_factory=dict)
     sections: list[tuple[str, list[Item]]] = field(default_factory=list)
@@ -106,7 +102,8 @@ figure{margin:.5em 0 1.5em 0}figure img{max-width:100%;height:auto;border:1px so
 figcaption,.caption{color:#555;font-size:.92em;margin:.2em 0 .6em 0}
 table{border-collapse:collapse;margin:.4em 0 1.4em 0;font-size:.9em;max-width:100%}
 td,th{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top;word-break:break-word}
-th{background:#f3f3f3}.note{background:#fff8e1;border-left:4px solid #f0ad4e;padding:.5em .8em}
+th{background:#f3f3f3;word-break:normal;overflow-wrap:normal;hyphens:none}
+.lead{font-size:1.05em;max-width:60em}.answer img{max-height:420px;width:auto}.note{background:#fff8e1;border-left:4px solid #f0ad4e;padding:.5em .8em}
 .facts td:first-child{font-weight:bold;white-space:nowrap}.wrap{overflow-x:auto}
 """
 
@@ -123,26 +120,37 @@ def render_html(report: Report) -> str:
         f"<title>{html.escape(report.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1>",
     ]
+    facts = ""
     if report.facts:
         rows = "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in report.facts.items()
         )
-        out.append(f"<table class='facts'>{rows}</table>")
-    for name, items in report.sections:
-        out.append(f"<h2>{html.escape(name)}</h2>")
+        facts = f"<h2>About this run</h2><table class='facts'>{rows}</table>"
+    if not report.sections:
+        out.append(facts)
+    for i, (name, items) in enumerate(report.sections):
+        if i == 1:
+            out.append(facts)
+        out.append(f"<section class='{'answer' if i == 0 else 'part'}'><h2>{html.escape(name)}</h2>")
         for it in items:
-            out.append(f"<h3>{html.escape(it.title)}</h3>")
+            if it.title:
+                out.append(f"<h3>{html.escape(it.title)}</h3>")
+            if it.text:
+                out.append(f"<p class='lead'>{html.escape(' '.join(it.text))}</p>")
             if it.note:
                 out.append(f"<p class='note'>{html.escape(it.note)}</p>")
             if it.figure is not None and it.figure.is_file():
-                out.append(f"<figure>{_img_tag(it.figure, it.title)}<figcaption>{html.escape(it.caption)}"
+                out.append(f"<figure>{_img_tag(it.figure, it.title or it.caption)}<figcaption>{html.escape(it.caption)}"
                            "</figcaption></figure>")
             elif it.table is not None:
                 out.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
                 out.append("<div class='wrap'>" + it.table.to_html(index=False, na_rep="-", float_format="%.2f",
                                                                    border=0) + "</div>")
-            elif not it.note:
+            elif not it.note and it.caption:
                 out.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
+        out.append("</section>")
+    if len(report.sections) == 1:
+        out.append(facts)
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -154,7 +162,7 @@ def write_report(report: Report, path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- browser check
-CHECK_JS = """
+CHECK_JS = r"""
 const imgs = Array.from(document.images);
 const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
 const clipped = [];
@@ -162,7 +170,25 @@ for (const el of document.querySelectorAll('h1,h2,h3,p,figcaption,td,th')) {
   if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflow === 'hidden') clipped.push(el.textContent.slice(0, 60));
 }
 const wide = document.documentElement.scrollWidth > window.innerWidth + 1;
+// a table header broken inside a word: one of its words laid out on more than one line
+const split_headers = [];
+for (const th of document.querySelectorAll('th')) {
+  const node = th.firstChild;
+  if (!node || node.nodeType !== Node.TEXT_NODE) continue;
+  const re = /\S+/g;
+  let m;
+  while ((m = re.exec(node.textContent)) !== null) {
+    const range = document.createRange();
+    range.setStart(node, m.index);
+    range.setEnd(node, m.index + m[0].length);
+    const tops = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+    if (tops.size > 1) split_headers.push(m[0]);
+  }
+}
+const answer = document.querySelector('section.answer');
 return {images: imgs.length, broken: broken, clipped: clipped, page_overflows: wide,
+        split_headers: split_headers, answer_title: answer ? answer.querySelector('h2').textContent : null,
+        answer_bottom: answer ? Math.round(answer.getBoundingClientRect().bottom + window.scrollY) : null,
         height: document.documentElement.scrollHeight};
 """
 

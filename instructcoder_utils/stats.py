@@ -132,7 +132,8 @@ def _frame(records: Sequence[dict[str, Any]], tokenizer=None):
         "input": [r["input"] for r in records],
         "output": [r["output"] for r in records],
         "scenario": [str(r.get("scenario") or "unknown") for r in records],
-        "source": [str(r.get("source") or "unknown") for r in records],
+        # the origin before the colon ("synth:rename_function" is the synthesizer's): kinds are counted apart
+        "source": [str(r.get("source") or "unknown").split(":")[0] for r in records],
         "kind": [_kind(r) for r in records],
         "behaviour_change": [bool((r.get("meta") or {}).get("behaviour_change", False)) for r in records],
     })
@@ -293,7 +294,8 @@ def describe(records: Sequence[dict[str, Any]], tables_dir: Path, figures_dir: P
     if len(df):
         figures.append(_bar(tables["scenarios"], "scenario", "Scenarios (top 25)", figures_dir, prefix + "scenarios", dpi))
         figures.append(_bar(tables["kinds"], "kind", "Edit kinds / intents", figures_dir, prefix + "kinds", dpi))
-        figures.append(_bar(tables["sources"], "source", "Sources", figures_dir, prefix + "sources", dpi))
+        if len(tables["sources"]) > 1:  # one source (the offline path) would only repeat the kinds figure
+            figures.append(_bar(tables["sources"], "source", "Sources", figures_dir, prefix + "sources", dpi))
         if len(tables["verb_objects"]):
             figures.append(verb_object_figure(tables["verb_objects"], figures_dir, dpi, prefix + "verb_object"))
     return {"tables": tables, "figures": figures, "frame": df}

@@ -169,3 +169,55 @@ def test_interpolation_table_runs_from_base_to_tuned_and_counts_flips_against_ba
     assert png is not None and Image.open(png).size[0] > 0
     write_json(stage / "scores.json", {"base_label": "base-chat_v1", "tuned_label": "tuned-main", "sets": sets})
     assert A.interpolation_table(tmp_path) is None and A.interpolation_figure(None, tmp_path / "j.png") is None
+
+
+def _answer_run(tmp_path, sets: dict, comparison: dict):
+    from instructcoder_utils.files import write_json
+
+    write_json(tmp_path / "05_evaluation" / "scores.json", {"sets": sets})
+    write_json(tmp_path / "05_evaluation" / "comparison.json", comparison)
+    write_json(tmp_path / "run.json", {"profile": {"generation": {"method": "synth"},
+                                                  "training": {"base_model": "builtin:smollm2-135m-instruct"}}})
+    write_json(tmp_path / "04_training" / "runs.json", {"main": "main", "runs": [{"name": "main",
+                                                                                  "train_examples": 320}]})
+    return tmp_path
+
+
+def test_answer_says_what_the_run_shows_and_what_it_does_not(tmp_path):
+    out = _answer_run(tmp_path, {
+        "editeval": {"n": 194, "base": 3.61, "tuned": 6.19},
+        "test_split": {"n": 100, "base": 2.0, "tuned": 59.0},
+        "own": {"n": 54, "base": 1.85, "tuned": 1.85},
+    }, {
+        "editeval": {"gained": ["a"] * 6, "lost": ["b"], "mcnemar_exact_p": 0.125},
+        "test_split": {"gained": ["c"] * 57, "lost": [], "mcnemar_exact_p": 1.4e-17},
+        "own": {"gained": ["d"], "lost": ["e"], "mcnemar_exact_p": 1.0},
+    })
+    one, two, three = A.answer_sentences(out)
+    assert one.startswith("On 100 held-out tasks") and "59.0 %" in one and "2.0 %" in one
+    assert "gains 57 tasks and loses 0 (p < 0.001), a gain beyond chance" in one
+    assert "EditEval (194 tasks) 3.6 → 6.2 %" in two and "own benchmark (54 tasks) 1.9 → 1.9 %" in two
+    assert "none of these differences is beyond chance" in two
+    assert "smollm2-135m-instruct, tuned on 320 synthesized examples" in three
+
+
+def test_answer_names_a_significant_transfer_loss_and_a_run_without_test_split(tmp_path):
+    out = _answer_run(tmp_path, {"own": {"n": 54, "base": 9.0, "tuned": 12.0},
+                                 "editeval": {"n": 194, "base": 10.0, "tuned": 2.0}},
+                      {"own": {"gained": ["x"] * 3, "lost": [], "mcnemar_exact_p": 0.25},
+                       "editeval": {"gained": [], "lost": ["y"] * 15, "mcnemar_exact_p": 6e-5}})
+    one, two, _ = A.answer_sentences(out)
+    assert one.startswith("On 54 own benchmark") and "a difference chance alone could make" in one
+    assert "beyond chance on EditEval (loss, p < 0.001)" in two
+
+
+def test_sources_figure_only_when_there_is_more_than_one_source(tmp_path):
+    from instructcoder_utils import stats
+
+    recs = [{"instruction": f"Rename x to y{i}", "input": f"x = {i}\n", "output": f"y{i} = {i}\n",
+             "scenario": "s", "source": f"synth:kind{i % 3}", "meta": {"kind": f"kind{i % 3}"}} for i in range(12)]
+    one = stats.describe(recs, tmp_path / "t1", tmp_path / "f1")
+    assert len(one["tables"]["sources"]) == 1 and not any(p.stem == "sources" for p in one["figures"])
+    recs[0]["source"] = "self_instruct"
+    two = stats.describe(recs, tmp_path / "t2", tmp_path / "f2")
+    assert any(p.stem == "sources" for p in two["figures"])

@@ -112,6 +112,8 @@ def test_smoke_run_writes_every_stage_and_summary(smoke_run):
     interp = read_json(out / "05_evaluation" / "interp-0.5" / "metrics.json")
     assert interp["identity"]["scale"] == 0.5 and list(interp["sets"]) == ["own"]  # half way, on sweep_sets
     assert (out / "06_analysis" / "figures" / "interpolation.png").is_file()
+    assert not (out / "06_analysis" / "figures" / "sources.png").exists()  # one source: it would repeat kinds
+    assert (out / "06_analysis" / "figures" / "kinds.png").is_file()
     assert "report:" in log
     trained = [line for line in log.splitlines() if line.startswith("train main") and "100%" in line]
     assert trained, "stage 04's progress bar never reached the run's log"
@@ -129,4 +131,7 @@ def test_report_renders_in_headless_chromium(smoke_run, repo_root):
     assert result["images"] >= 5, result
     assert result["broken"] == [], f"figures that did not load: {result['broken']}"
     assert result["clipped"] == [] and not result["page_overflows"], result
+    assert result["split_headers"] == [], f"table headers broken inside a word: {result['split_headers']}"
+    assert result["answer_title"].startswith("Answer"), result  # the report opens with its answer...
+    assert result["answer_bottom"] <= 1080, result  # ...on one screen
     assert shot.is_file() and shot.stat().st_size > 10_000
