@@ -57,8 +57,20 @@ def _tasks(n: int) -> str:
     return f"{n} task" if n == 1 else f"{n} tasks"
 
 
+def _pval(p: float | None) -> str:
+    return "-" if p is None or p != p else ("< 0.001" if p < 0.001 else f"{p:.3g}")
+
+
 def _p(p: float | None) -> str:
-    return "p = -" if p is None else ("p < 0.001" if p < 0.001 else f"p = {p:.3g}")
+    v = _pval(p)
+    return f"p {v}" if v.startswith("<") else f"p = {v}"
+
+
+def answer_table(acc: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy table cut to what the answer needs, p-values to three significant digits."""
+    table = acc[ANSWER_COLUMNS].copy()
+    table["McNemar p"] = [_pval(p) for p in table["McNemar p"]]
+    return table
 
 
 def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
@@ -90,7 +102,7 @@ def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
         tail = ("none of these differences is beyond chance" if not beyond else "beyond chance on " + ", ".join(
             f"{SET_NAMES.get(k, k).split(' (')[0]} ({'gain' if flips(k)[0] > flips(k)[1] else 'loss'}, "
             f"{_p(flips(k)[2])})" for k in beyond))
-        two = f"On the sets it was not trained for, base → tuned: {'; '.join(parts)}; {tail} (at {_p(alpha)[4:]})."
+        two = f"On the sets it was not trained for, base → tuned: {'; '.join(parts)}; {tail} (at {_pval(alpha)})."
     else:
         two = "No other evaluation set was scored, so this run says nothing about transfer."
     gen = run.get("generation") or {}

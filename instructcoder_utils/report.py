@@ -103,7 +103,7 @@ figcaption,.caption{color:#555;font-size:.92em;margin:.2em 0 .6em 0}
 table{border-collapse:collapse;margin:.4em 0 1.4em 0;font-size:.9em;max-width:100%}
 td,th{border:1px solid #ccc;padding:.25em .55em;text-align:left;vertical-align:top;word-break:break-word}
 th{background:#f3f3f3;word-break:normal;overflow-wrap:normal;hyphens:none}
-.lead{font-size:1.05em;max-width:60em}.answer img{max-height:420px;width:auto}.note{background:#fff8e1;border-left:4px solid #f0ad4e;padding:.5em .8em}
+.lead{font-size:1.05em;max-width:60em}.answer img{max-height:340px;width:auto}.note{background:#fff8e1;border-left:4px solid #f0ad4e;padding:.5em .8em}
 .facts td:first-child{font-weight:bold;white-space:nowrap}.wrap{overflow-x:auto}
 """
 

@@ -221,3 +221,10 @@ def test_sources_figure_only_when_there_is_more_than_one_source(tmp_path):
     recs[0]["source"] = "self_instruct"
     two = stats.describe(recs, tmp_path / "t2", tmp_path / "f2")
     assert any(p.stem == "sources" for p in two["figures"])
+
+
+def test_answer_table_keeps_the_paired_test_readable():
+    acc = pd.DataFrame([{c: 1 for c in A.ANSWER_COLUMNS} | {"McNemar p": 1.4e-17, "extra": 0},
+                        {c: 1 for c in A.ANSWER_COLUMNS} | {"McNemar p": 0.0703125, "extra": 0}])
+    t = A.answer_table(acc)
+    assert list(t.columns) == A.ANSWER_COLUMNS and list(t["McNemar p"]) == ["< 0.001", "0.0703"]
