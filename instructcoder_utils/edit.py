@@ -164,8 +164,11 @@ class Edit:
         return None
 
     def diff(self, name: str = "code") -> str:
-        """The unified diff from the code to its edit ("" when unchanged)."""
-        return "".join(difflib.unified_diff(_lines(self.before), _lines(self.after), f"a/{name}", f"b/{name}"))
+        """The unified diff from the code to its edit, both sides named ``name`` (``patch -p0`` applies it to
+        the file); "" when unchanged."""
+        if self.unchanged:
+            return ""
+        return "".join(difflib.unified_diff(_lines(self.before), _lines(self.after), name, name))
 
     def summary(self) -> str:
         return f"{self.model} (prompt {self.template}): {self.new_tokens} new tokens, {STOPS.get(self.stop, self.stop)}"
@@ -222,7 +225,7 @@ class SideBySide:
         colours = {"+": "#e6ffec", "-": "#ffebe9", "@": "#ddf4ff"}
         cells = []
         for e in self.edits:
-            lines = [] if e.unchanged else e.diff().splitlines()
+            lines = e.diff().splitlines()[2:]  # the column names the model: no ---/+++ header
             body = "".join(f'<span style="display:block;background:{colours.get(line[:1], "none")}">'
                            f"{html.escape(line) or ' '}</span>" for line in lines)
             body = body or "<i>the model returned the code unchanged</i>"
@@ -263,7 +266,7 @@ def _calls_check(tree: ast.Module) -> bool:
                and n.value.func.id == "check" for n in tree.body)
 
 
-def tested_program(code: str, test: str) -> str:
+def program_with_test(code: str, test: str) -> str:
     """The program ``--test`` runs: the edited code, then the test file; a test that defines ``check()`` and
     does not call it (EditEval's form) gets the call EditEval's harness adds (``sandbox.build_program``)."""
     tree = ast.parse(test)
@@ -286,7 +289,7 @@ def read_test(path: str | Path) -> str:
 
 def run_test_file(code: str, test: str, timeout: float) -> RunResult:
     """The test run against ``code`` in the sandbox (model-written code never runs outside it)."""
-    return Sandbox(timeout=timeout).run(tested_program(code, test))
+    return Sandbox(timeout=timeout).run(program_with_test(code, test))
 
 
 

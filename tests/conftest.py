@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +36,16 @@ def smollm_dir() -> str:
     from instructcoder_utils.models import resolve_model
 
     return resolve_model("builtin:smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, repo_root, smollm_dir):
+    """The whole study under the smoke profile, run once per session as `make reproduce` runs it (six
+    notebooks with papermill, a real model): the end-to-end checks and ``instructcoder edit``'s share it."""
+    out = tmp_path_factory.mktemp("smoke") / "smoke"
+    proc = subprocess.run(
+        [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--out", str(out)],
+        capture_output=True, text=True, cwd=repo_root, timeout=1500,
+    )
+    assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return out, proc.stdout + proc.stderr

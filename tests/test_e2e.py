@@ -4,23 +4,10 @@ papermill, a real model, then the report opened in headless Chromium."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from instructcoder_utils.files import read_json
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, repo_root, smollm_dir):
-    out = tmp_path_factory.mktemp("smoke") / "smoke"
-    proc = subprocess.run(
-        [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--out", str(out)],
-        capture_output=True, text=True, cwd=repo_root, timeout=1500,
-    )
-    assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return out, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
