@@ -161,6 +161,8 @@ class Edit:
             ast.parse(self.after)
         except SyntaxError as exc:
             return f"line {exc.lineno}: {exc.msg}"
+        except ValueError as exc:  # a NUL byte
+            return str(exc)
         return None
 
     def diff(self, name: str = "code") -> str:
@@ -192,7 +194,7 @@ class Editor:
         return folder_spec(self.cfg, Path(model).expanduser())
 
     def edit(self, model: str, instruction: str, code: str) -> Edit:
-        """One greedy (or the profile's) reply of ``model`` to ``instruction`` on ``code``."""
+        """``model``'s one reply to ``instruction`` on ``code``, decoded as the profile decodes (greedy by default)."""
         instruction = check_instruction(instruction)
         spec = self.spec(model)
         key = (spec.base_model, spec.adapter)
