@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -324,6 +324,19 @@ def store_for(stage_out: Path, spec: ModelSpec) -> SampleStore:
     return SampleStore(Path(stage_out) / spec.label / "samples.jsonl")
 
 
+def generate_edits(gen: HFGenerator, tasks: Sequence[dict[str, Any]], templates: Sequence[str], decoding: Decoding,
+                   batch_size: int = 8, seed: int = 0) -> Iterator[tuple[int, str, int, str]]:
+    """Yield (index, reply, new tokens, stop reason) for each task's ``instruction`` and ``input`` as its reply
+    completes: the prompt in its template, new tokens bounded by the input's length, the loop guard on
+    the input, each reply cut at its closing fence. The one path from an edit request to a reply: stage 05
+    scores through it and ``instructcoder edit`` (``edit.py``) edits a file through it, so what a reader
+    tries is what was measured."""
+    prompts = [gen.prompt(t, tpl) for t, tpl in zip(tasks, templates, strict=True)]
+    limits = [decoding.bound(gen.input_tokens(t)) for t in tasks]
+    sources = [t["input"] for t in tasks]
+    yield from gen.stream(prompts, limits, decoding, batch_size, seed, sources, list(templates))
+
+
 def generate_hf(gen: HFGenerator, plan: Sequence[tuple[ModelSpec, str, Sequence[dict[str, Any]]]],
                 decoding: Decoding, stores: dict[str, SampleStore], batch_size: int = 8,
                 progress: bool = True) -> dict[tuple[str, str], dict[str, Any]]:
@@ -341,15 +354,13 @@ def generate_hf(gen: HFGenerator, plan: Sequence[tuple[ModelSpec, str, Sequence[
             for t, s, key in _todo(tasks, spec, decoding, gen.dtype, stores[spec.label])]
     stats = {(spec.label, name): {"generated": 0, "cached": len(tasks) * decoding.n, "seconds": 0.0,
                                   "new_tokens": 0, "dtype": gen.dtype} for spec, name, tasks in plan}
-    prompts = [gen.prompt(t, spec.template) for spec, _, t, _, _ in rows]
-    limits = [decoding.bound(gen.input_tokens(t)) for _, _, t, _, _ in rows]
-    sources = [t["input"] for _, _, t, _, _ in rows]
-    templates = [spec.template for spec, *_ in rows]
     labels = sorted({f"{spec.label}/{name}" for spec, name, *_ in rows})
     bar = progress_bar(total=len(rows), desc=", ".join(labels) or "generate", unit="reply", disable=not progress)
     seed = int(_sha(*labels)[:8], 16) if not decoding.greedy else 0
     last = time.perf_counter()
-    for i, reply, n, why in gen.stream(prompts, limits, decoding, batch_size, seed, sources, templates):
+    replies = generate_edits(gen, [t for _, _, t, _, _ in rows], [spec.template for spec, *_ in rows], decoding,
+                             batch_size, seed)
+    for i, reply, n, why in replies:
         spec, name, t, s, key = rows[i]
         now = time.perf_counter()
         stores[spec.label].add([{"key": key, "set": name, "task_id": t["task_id"], "sample": s, "model": spec.label,
@@ -602,10 +613,14 @@ def check_references(cfg: Profile, stage_out: Path, sets: dict[str, list[dict[st
     return report
 
 
+def base_spec(cfg: Profile, template: str) -> ModelSpec:
+    """The base model with one prompt template (an unknown name fails here, naming the templates that exist)."""
+    get_template(template)
+    return ModelSpec(f"base-{template}", cfg.training.base_model, template, role="base")
+
+
 def base_specs(cfg: Profile) -> list[ModelSpec]:
-    for p in cfg.evaluation.base_prompts:
-        get_template(p)  # an unknown name fails here, naming the templates that exist
-    return [ModelSpec(f"base-{p}", cfg.training.base_model, p, role="base") for p in cfg.evaluation.base_prompts]
+    return [base_spec(cfg, p) for p in cfg.evaluation.base_prompts]
 
 
 def selection_set(cfg: Profile, sets: dict[str, list[dict[str, Any]]]) -> str:
@@ -670,12 +685,17 @@ def run_spec(cfg: Profile, out: Path, run: dict[str, Any], role: str) -> ModelSp
                      run=run["name"], info={k: run.get(k) for k in ("data_fraction", "lora_r", "mix", "train_seed")})
 
 
+def main_spec(cfg: Profile, out: Path) -> ModelSpec:
+    """The tuned model: stage 04's main run, with the template it was trained on."""
+    runs = load_runs(out)
+    return run_spec(cfg, out, next(r for r in runs["runs"] if r["name"] == runs["main"]), "tuned")
+
+
 def evaluate_runs(cfg: Profile, out: Path, stage_out: Path, sets: dict[str, list[dict[str, Any]]],
                   progress: bool = True) -> dict[str, Any]:
     """The main run on every set, with its training template; the sweep runs on ``sweep_sets`` if asked."""
     runs = load_runs(out)
-    main = next(r for r in runs["runs"] if r["name"] == runs["main"])
-    spec = run_spec(cfg, out, main, "tuned")
+    spec = main_spec(cfg, out)
     report = {"main": spec.label, "template": spec.template, "sets": evaluate_model(cfg, stage_out, spec, sets,
                                                                                     progress=progress)}
     sweeps = {}

@@ -56,7 +56,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return list(iter_jsonl(path))
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write, mode: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -64,6 +64,8 @@ def _atomic_write(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,6 +88,12 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
 
 def write_json(path: str | Path, obj: Any) -> None:
     _atomic_write(Path(path), lambda fh: json.dump(obj, fh, indent=2, ensure_ascii=False, default=str))
+
+
+def write_text(path: str | Path, text: str, mode: int | None = None) -> None:
+    """Replace a text file in one step; ``mode`` keeps the permission bits of the file it replaces (a
+    user's source file edited by ``instructcoder edit`` stays executable if it was)."""
+    _atomic_write(Path(path), lambda fh: fh.write(text), mode)
 
 
 def read_json(path: str | Path) -> Any:

@@ -4,83 +4,35 @@ is opened in headless Chromium."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from servers import FileServer, free_port
+from servers import free_port
 
 from instructcoder_utils.files import read_json
-from instructcoder_utils.models import cache_dir
 from instructcoder_utils.tasks import EDITEVAL
 
 
-def standalone_clone(repo: Path, parent: Path) -> Path:
-    """A clone of the checkout in a folder of its own (no ``shared/`` beside it), carrying the working
-    tree's uncommitted changes, so the test runs the code under test as a new user's clone would."""
-    dst = parent / "instructcoder"
-    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(dst)], check=True, timeout=120)
-    changed = subprocess.run(["git", "-C", str(repo), "ls-files", "-mo", "--exclude-standard", "-z"],
-                             capture_output=True, text=True, check=True).stdout.split("\0")
-    for rel in filter(None, changed):
-        src = repo / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-        else:
-            (dst / rel).unlink(missing_ok=True)
-    assert not (dst.parent / "shared").exists()
-    return dst
-
-
-def clone_env(clone: Path, cache: Path, editeval_url: str) -> dict[str, str]:
-    """The clone's own package first on the path (for the runner and every notebook kernel), an empty user
-    cache except for the materialized built-in model (linked, not rebuilt), and EditEval's address."""
-    cache.mkdir(parents=True, exist_ok=True)
-    if not (cache / "models").exists():
-        (cache / "models").symlink_to(cache_dir() / "models", target_is_directory=True)
-    return {**os.environ, "PYTHONPATH": str(clone), "INSTRUCTCODER_CACHE": str(cache),
-            "INSTRUCTCODER_EDITEVAL_URL": editeval_url}
-
-
-@pytest.fixture(scope="session")
-def clone(tmp_path_factory, repo_root) -> Path:
-    return standalone_clone(repo_root, tmp_path_factory.mktemp("clone"))
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory, clone, editeval_path, smollm_dir):
-    tmp = tmp_path_factory.mktemp("smoke")
-    out, cache = tmp / "smoke", tmp / "cache"
-    with FileServer(editeval_path.read_bytes()) as server:
-        proc = subprocess.run(
-            [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--out", str(out)],
-            capture_output=True, text=True, cwd=clone, timeout=1500, env=clone_env(clone, cache, server.url),
-        )
-    assert proc.returncode == 0, f"smoke run failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return out, proc.stdout + proc.stderr, {"hits": server.hits, "cache": cache}
-
-
 @pytest.mark.slow
-def test_clone_alone_fetches_editeval_once_and_scores_it(smoke_run):
-    out, _, fetched = smoke_run
-    assert fetched["hits"] == 1, "EditEval was not downloaded once (a copy beside the clone was used?)"
-    assert EDITEVAL.cached(fetched["cache"]).is_file()
-    summary = read_json(out / "summary.json")
+def test_clone_alone_fetches_editeval_once_and_scores_it(smoke_study):
+    """The smoke study (conftest) runs on a clone with nothing beside it: EditEval came from the loopback
+    server, once, into the run's empty cache."""
+    assert smoke_study.hits == 1, "EditEval was not downloaded once (a copy beside the clone was used?)"
+    assert EDITEVAL.cached(smoke_study.cache).is_file()
+    summary = read_json(smoke_study.out / "summary.json")
     assert summary["evaluation"]["editeval"]["n"] == 4
 
 
-def test_clone_alone_offline_stops_with_one_message(clone, tmp_path):
+def test_clone_alone_offline_stops_with_one_message(clone, study_env, tmp_path):
     """No copy anywhere and an address that cannot be reached: exit 2, the three ways named, no traceback,
     nothing in the cache and no stage started."""
     out, cache = tmp_path / "out", tmp_path / "cache"
     proc = subprocess.run(
         [sys.executable, "-m", "instructcoder_utils.cli", "run", "--profile", "smoke", "--out", str(out)],
         capture_output=True, text=True, cwd=clone, timeout=300,
-        env=clone_env(clone, cache, f"http://127.0.0.1:{free_port()}/edit_eval.jsonl"),
+        env=study_env(clone, cache, f"http://127.0.0.1:{free_port()}/edit_eval.jsonl"),
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -92,7 +44,7 @@ def test_clone_alone_offline_stops_with_one_message(clone, tmp_path):
 
 @pytest.mark.slow
 def test_smoke_run_writes_every_stage_and_summary(smoke_run):
-    out, log, _ = smoke_run
+    out, log = smoke_run
     run = read_json(out / "run.json")
     for stage, entry in run["stages"].items():
         assert entry["status"] == "ok", f"{stage}: {entry}"
@@ -125,7 +77,7 @@ def test_report_renders_in_headless_chromium(smoke_run, repo_root):
         pytest.skip("chromium/chromedriver not installed (make sysdeps installs them)")
     from instructcoder_utils.report import check_in_browser
 
-    out, _, _ = smoke_run
+    out, _ = smoke_run
     shot = repo_root / "outputs" / "smoke" / "report.png"
     result = check_in_browser(out / "06_analysis" / "report.html", screenshot=shot)
     assert result["images"] >= 5, result
