@@ -80,7 +80,10 @@ def synth_rows(n: int, seed: int = 7) -> list[dict[str, str]]:
     return [{k: r[k] for k in ("instruction", "input", "output")} for r in recs]
 
 
-def editeval_row(path: str | Path, index: int = 17) -> dict[str, str]:
+EDITEVAL_TASK = 3  # short enough to pass every profile's token limit, so decontamination is what removes it
+
+
+def editeval_row(path: str | Path, index: int = EDITEVAL_TASK) -> dict[str, str]:
     """One EditEval task copied as a training row: what a contaminated release would hold."""
     lines = [ln for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
     task = json.loads(lines[index])

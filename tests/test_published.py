@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from published_fixture import HAND_ROWS, SEED_ROWS, write_fixture, write_release
+from published_fixture import EDITEVAL_TASK, HAND_ROWS, SEED_ROWS, write_fixture, write_release
 
 from instructcoder_utils import filtering, generate, published, seeds, stats
 from instructcoder_utils.config import ProfileError, load_profile
@@ -121,7 +121,8 @@ def test_bad_files_stop_with_one_message_and_write_nothing(tmp_path):
     before = (stage / "instances.jsonl").read_bytes()
     assert len(read_jsonl(stage / "instances.jsonl")) == len(HAND_ROWS)
 
-    train = json.loads((folder / "train.json").read_text())
+    good = (folder / "train.json").read_text()
+    train = json.loads(good)
     del train[1]["output"]
     (folder / "train.json").write_text(json.dumps(train))
     with pytest.raises(published.PublishedDataError, match=r"train\.json: row 1 \(0-based\): missing output"):
@@ -132,6 +133,7 @@ def test_bad_files_stop_with_one_message_and_write_nothing(tmp_path):
     (folder / "train.json").write_text(json.dumps([{"instruction": "Add x.", "input": 3, "output": "x = 1\n"}]))
     with pytest.raises(published.PublishedDataError, match=r"train\.json: row 0 \(0-based\): input is int"):
         generate.run_generation(cfg, out, stage, progress=False)
+    (folder / "train.json").write_text(good)
     (folder / "valid.json").unlink()
     with pytest.raises(published.PublishedDataError, match=r"valid\.json: not found"):
         generate.run_generation(cfg, out, stage, progress=False)
@@ -144,6 +146,7 @@ def test_published_seeds_beside_the_mined_ones(tmp_path):
     folder = write_fixture(tmp_path / "release")
     cfg = load_profile("smoke", {"seeds": {"source": "published", "repos": []},
                                  "generation": {"published": {"path": str(folder)}}})
+    (tmp_path / "01_seeds").mkdir()
     st = seeds.build_seeds(cfg, tmp_path / "01_seeds", progress=False)
     recs = read_jsonl(tmp_path / "01_seeds" / "seeds.jsonl")
     assert st["published"]["rows"] == len(SEED_ROWS) == st["kept"] == len(recs)
@@ -162,7 +165,7 @@ def test_decontamination_report_on_a_row_copied_from_editeval(tmp_path, editeval
     folder = write_fixture(tmp_path / "release", editeval=editeval_path)
     cfg = published_profile(folder)
     records, _ = published.instance_records(cfg)
-    task = read_jsonl(editeval_path)[17]
+    task = read_jsonl(editeval_path)[EDITEVAL_TASK]
     copied = records[2]  # write_fixture puts the copy third
     assert copied["instruction"] == task["instruction"]
     report = filtering.run_filtering(records, cfg, tmp_path / "03", tokenizer=None, progress=False)
@@ -221,4 +224,4 @@ def test_smoke_stages_01_to_03_on_the_release(tmp_path, repo_root, editeval_path
     assert report["input"] == rows and report["decontamination"]["by_set"]["EditEval"]["instances"] == 1
     tables = out / "03_filtering" / "tables"
     assert f"{stats.PAPER_INSTANCES}" in (tables / "paper_table1.csv").read_text()
-    assert "EditEval/17" in (tables / "decontamination_pairs.csv").read_text()
+    assert read_jsonl(editeval_path)[EDITEVAL_TASK]["task_id"] in (tables / "decontamination_pairs.csv").read_text()
