@@ -8,7 +8,7 @@ lists realistic application scenarios, one is picked at random, and the LLM writ
 program for that scenario and its edited output. This module implements both over the project's
 LLM client (cached, so an interrupted run resumes for free) and assembles the stage's outputs; the
 offline default, the procedural synthesizer, lives in ``synth.py``; the authors' released instances
-are read by ``published.py``. ``generation.method`` picks ``synth``, ``llm``, ``both`` or ``published``.
+are read by ``released.py``. ``generation.method`` picks ``synth``, ``llm``, ``both`` or ``published``.
 
 Every reply is parsed defensively: a malformed or partial reply is counted, never fatal.
 """
@@ -618,7 +618,7 @@ def run_generation(
         counts["self_instruct"], counts["scenarios"] = si.counts, sc.counts
         records += sc.records
     if gen.method == "published":
-        from .published import instance_records
+        from .released import instance_records
 
         published_records, counts["published"] = instance_records(cfg)
         records += published_records

@@ -15,7 +15,7 @@ Three steps, each counted so a reader sees where commits go:
    deterministic normalizer (:func:`normalize_instruction`).
 
 ``seeds.source: published`` adds the authors' own seed tasks (``github_seed.json`` of the release, read by
-:mod:`instructcoder_utils.published`) beside whatever ``seeds.repos`` mines (``repos: []`` for theirs only).
+:mod:`instructcoder_utils.released`) beside whatever ``seeds.repos`` mines (``repos: []`` for theirs only).
 """
 
 from __future__ import annotations
@@ -725,7 +725,7 @@ def build_seeds(cfg, stage_out: str | Path, progress: bool = True) -> dict[str, 
         source = "seed:llm" if text else "seed:rules"
         records.append(seed_record(row, text or normalize_instruction(row["subject"]), source))
     if cfg.seeds.source == "published":
-        from .published import seed_records
+        from .released import seed_records
 
         published, stats["published"] = seed_records(cfg)
         records = published + records

@@ -6,7 +6,7 @@ The release (``likaixin/InstructCoder``) is a folder of JSON files, each a list 
 rows in the release's style, rows from the project's synthesizer for volume, and, on request, one row
 copied from an EditEval task (which stage 03's decontamination must catch).
 
-    python tests/published_fixture.py <folder> [--synth 60] [--editeval <edit_eval.jsonl>]
+    python tests/released_fixture.py <folder> [--synth 60] [--editeval <edit_eval.jsonl>]
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 import pytest
-from published_fixture import EDITEVAL_TASK, HAND_ROWS, SEED_ROWS, write_fixture, write_release
+from released_fixture import EDITEVAL_TASK, HAND_ROWS, SEED_ROWS, write_fixture, write_release
 
-from instructcoder_utils import filtering, generate, published, seeds, stats
+from instructcoder_utils import filtering, generate, released, seeds, stats
 from instructcoder_utils.config import ProfileError, load_profile
 from instructcoder_utils.files import read_json, read_jsonl
 
@@ -43,8 +43,8 @@ def test_hub_id_needs_a_pinned_commit():
     with pytest.raises(ProfileError, match=r"generation\.published\.revision: .*'main' is not a commit hash"):
         published_profile(revision="main")
     cfg = published_profile(revision=pinned())
-    assert published.locate(cfg) == published.Location("likaixin/InstructCoder", pinned())
-    assert published.locate(cfg).label("train.json") == f"likaixin/InstructCoder@{pinned()[:12]}/train.json"
+    assert released.locate(cfg) == released.Location("likaixin/InstructCoder", pinned())
+    assert released.locate(cfg).label("train.json") == f"likaixin/InstructCoder@{pinned()[:12]}/train.json"
 
 
 def test_hub_id_offline_says_how_to_provide_a_local_copy(tmp_path, repo_root):
@@ -53,12 +53,12 @@ def test_hub_id_offline_says_how_to_provide_a_local_copy(tmp_path, repo_root):
     (tmp_path / "run" / "01_seeds").mkdir(parents=True)
     (tmp_path / "run" / "01_seeds" / "seeds.jsonl").write_text("")
     code = ("import sys\nfrom pathlib import Path\n"
-            "from instructcoder_utils import generate, published\n"
+            "from instructcoder_utils import generate, released\n"
             "from instructcoder_utils.config import load_profile\n"
             "out = Path(sys.argv[1])\n"
             "try:\n"
             "    generate.run_generation(load_profile('paper_published'), out, out / '02_generation', progress=False)\n"
-            "except published.PublishedDataError as exc:\n"
+            "except released.PublishedDataError as exc:\n"
             "    print(exc)\n"
             "    sys.exit(3)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
@@ -76,7 +76,7 @@ def test_hub_id_offline_says_how_to_provide_a_local_copy(tmp_path, repo_root):
 def test_local_folder_and_file(tmp_path):
     folder = write_fixture(tmp_path / "release")
     train, valid = (json.loads((folder / f).read_text()) for f in ("train.json", "valid.json"))
-    records, counts = published.instance_records(published_profile(folder))
+    records, counts = released.instance_records(published_profile(folder))
     assert counts["files"] == {"train.json": len(train), "valid.json": len(valid)} and counts["kept"] == len(records)
     assert [(r["instruction"], r["input"], r["output"]) for r in records] == [
         (r["instruction"], r["input"], r["output"]) for r in train + valid]
@@ -86,10 +86,10 @@ def test_local_folder_and_file(tmp_path):
     assert (last["meta"]["file"], last["meta"]["row"]) == ("valid.json", len(valid) - 1)
     assert all(isinstance(r["meta"]["behaviour_change"], bool) for r in records)
     # a file instead of the folder: its rows only, and the seeds need the folder
-    one, _ = published.instance_records(published_profile(folder / "valid.json"))
+    one, _ = released.instance_records(published_profile(folder / "valid.json"))
     assert [r["instruction"] for r in one] == [r["instruction"] for r in valid]
-    with pytest.raises(published.PublishedDataError, match="is one file; point it at the folder"):
-        published.seed_records(published_profile(folder / "valid.json"))
+    with pytest.raises(released.PublishedDataError, match="is one file; point it at the folder"):
+        released.seed_records(published_profile(folder / "valid.json"))
 
 
 def test_limit_takes_a_seeded_sample(tmp_path):
@@ -100,7 +100,7 @@ def test_limit_takes_a_seeded_sample(tmp_path):
     def ids(limit, seed=1234):
         cfg = published_profile(folder, limit=limit)
         cfg.seed = seed
-        return [r["id"] for r in published.instance_records(cfg)[0]]
+        return [r["id"] for r in released.instance_records(cfg)[0]]
 
     everything = ids(None)
     picked = ids(10)
@@ -125,21 +125,21 @@ def test_bad_files_stop_with_one_message_and_write_nothing(tmp_path):
     train = json.loads(good)
     del train[1]["output"]
     (folder / "train.json").write_text(json.dumps(train))
-    with pytest.raises(published.PublishedDataError, match=r"train\.json: row 1 \(0-based\): missing output"):
+    with pytest.raises(released.PublishedDataError, match=r"train\.json: row 1 \(0-based\): missing output"):
         generate.run_generation(cfg, out, stage, progress=False)
     (folder / "train.json").write_text(json.dumps({"instruction": "Add x.", "input": "a = 1\n", "output": "x = 1\n"}))
-    with pytest.raises(published.PublishedDataError, match=r"train\.json: not a JSON list \(it starts with '\{'\)"):
+    with pytest.raises(released.PublishedDataError, match=r"train\.json: not a JSON list \(it starts with '\{'\)"):
         generate.run_generation(cfg, out, stage, progress=False)
     (folder / "train.json").write_text(json.dumps([{"instruction": "Add x.", "input": 3, "output": "x = 1\n"}]))
-    with pytest.raises(published.PublishedDataError, match=r"train\.json: row 0 \(0-based\): input is int"):
+    with pytest.raises(released.PublishedDataError, match=r"train\.json: row 0 \(0-based\): input is int"):
         generate.run_generation(cfg, out, stage, progress=False)
     (folder / "train.json").write_text(good)
     (folder / "valid.json").unlink()
-    with pytest.raises(published.PublishedDataError, match=r"valid\.json: not found"):
+    with pytest.raises(released.PublishedDataError, match=r"valid\.json: not found"):
         generate.run_generation(cfg, out, stage, progress=False)
     assert (stage / "instances.jsonl").read_bytes() == before, "a failed re-run must leave the last good output"
-    with pytest.raises(published.PublishedDataError, match=r"generation\.published\.path: .* not found"):
-        published.instance_records(published_profile(tmp_path / "nowhere"))
+    with pytest.raises(released.PublishedDataError, match=r"generation\.published\.path: .* not found"):
+        released.instance_records(published_profile(tmp_path / "nowhere"))
 
 
 def test_published_seeds_beside_the_mined_ones(tmp_path):
@@ -164,7 +164,7 @@ def test_published_seeds_beside_the_mined_ones(tmp_path):
 def test_decontamination_report_on_a_row_copied_from_editeval(tmp_path, editeval_path):
     folder = write_fixture(tmp_path / "release", editeval=editeval_path)
     cfg = published_profile(folder)
-    records, _ = published.instance_records(cfg)
+    records, _ = released.instance_records(cfg)
     task = read_jsonl(editeval_path)[EDITEVAL_TASK]
     copied = records[2]  # write_fixture puts the copy third
     assert copied["instruction"] == task["instruction"]
