@@ -12,11 +12,12 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARAMS_DIR = REPO_ROOT / "params"
@@ -89,7 +90,10 @@ class BigQueryConfig(Section):
 
 
 class SeedsConfig(Section):
-    source: Literal["git", "bigquery"] = "git"
+    source: Literal["git", "bigquery", "published"] = Field(
+        "git", description="git: mine seeds.repos; bigquery: the shipped SQL on BigQuery; published: the authors' "
+        "seeds (github_seed.json of the release named in generation.published) beside what seeds.repos mines"
+    )
     repos: list[str] = Field(default_factory=lambda: ["."], description="git repositories to mine (repo root = '.')")
     max_commits: int = Field(5000, ge=1, description="newest commits read per repository")
     max_file_bytes: int = Field(200_000, ge=1, description="larger blobs are skipped (too_large)")
@@ -139,9 +143,50 @@ class ScenarioConfig(Section):
     max_instructions: int | None = Field(None, ge=1, description="generate code for the first N new only")
 
 
+PUBLISHED_DATASET = "likaixin/InstructCoder"
+
+
+class PublishedConfig(Section):
+    """The authors' released InstructCoder data (``generation.method: published``, ``seeds.source: published``):
+    JSON files, each a list of ``{instruction, input, output}``, read with ``datasets`` from the hub id at a
+    pinned commit, or from a local copy in the same layout (``path``)."""
+
+    dataset: str = Field(PUBLISHED_DATASET, description="hub id of the release")
+    revision: str | None = Field(
+        None, description="the hub commit (40 hex digits) you verified: HfApi().dataset_info(dataset).sha; a branch "
+        "name such as 'main' moves and is refused; needed unless path is set"
+    )
+    path: str | None = Field(None, description="a local folder holding the files below, or one file of rows; "
+                             "null = the hub id at revision")
+    files: list[str] = Field(default_factory=lambda: ["train.json", "valid.json"], min_length=1,
+                             description="the files whose rows become instances (with path a file: that file)")
+    seed_file: str = Field("github_seed.json", description="the authors' seed tasks (seeds.source: published)")
+    limit: int | None = Field(None, ge=1, description="a seeded sample of this many rows (profile seed); null = all")
+
+    @field_validator("revision")
+    @classmethod
+    def _commit_only(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-f]{40}", v):
+            raise ValueError(f"{v!r} is not a commit hash (40 hex digits): a branch or tag name moves, so the data "
+                             "would change under the same profile; pin the commit HfApi().dataset_info(dataset).sha")
+        return v
+
+
+def published_pin_problem(p: PublishedConfig) -> str | None:
+    """Why the released data cannot be located as configured (None when it can): the hub id needs a commit."""
+    if p.path is None and p.revision is None:
+        return (f"generation.published: reading {p.dataset} from the hub needs revision (the commit you verified, "
+                f"HfApi().dataset_info({p.dataset!r}).sha); or set generation.published.path to a local copy")
+    return None
+
+
 class GenerationConfig(Section):
-    method: Literal["synth", "llm", "both"] = "synth"
+    method: Literal["synth", "llm", "both", "published"] = Field(
+        "synth", description="synth: the offline synthesizer; llm: self-instruct + scenarios through llm; both: "
+        "llm and synth; published: the authors' released instances (generation.published), no generation"
+    )
     include_seeds: bool = Field(True, description="seed tasks with code become instances (source: seed)")
+    published: PublishedConfig = PublishedConfig()
     synth: SynthConfig = SynthConfig()
     self_instruct: SelfInstructConfig = SelfInstructConfig()
     scenarios: ScenarioConfig = ScenarioConfig()
@@ -332,6 +377,14 @@ class Profile(Section):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+
+    @model_validator(mode="after")
+    def _published_is_located(self) -> Profile:
+        if self.generation.method == "published" or self.seeds.source == "published":
+            problem = published_pin_problem(self.generation.published)
+            if problem:
+                raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _seed_runs_differ_from_main(self) -> Profile:

@@ -170,28 +170,72 @@ def eval_sets(cfg) -> dict[str, Path]:
     return sets
 
 
+DECONTAMINATION_RULES = ("code_ngram", "instruction_ngram")
+
+
 def decontaminate(records: list[dict[str, Any]], sets: dict[str, Path], dcfg) -> tuple[list, list, list]:
-    """(kept, removed, matches): matches name the instance, the task and the overlap that removed it."""
+    """(kept, removed, pairs). An instance is removed when it meets either rule; ``pairs`` has one row per
+    rule it met, naming the task, its set, the overlap and both instructions, so a reader can judge each."""
     dec = Decontaminator(dcfg.ngram, dcfg.instruction_ngram)
+    tasks: dict[str, tuple[str, str]] = {}
     for name, path in sets.items():
         for t in load_eval_tasks(path, name):
+            tasks[str(t["task_id"])] = (name, t.get("instruction", ""))
             dec.add_task(str(t["task_id"]), t.get("instruction", ""), [t.get("input", ""), t.get("output", "")])
-    kept, removed, matches = [], [], []
+    kept, removed, pairs = [], [], []
     for rec in records:
         m = dec.match(rec["instruction"], [rec["input"], rec["output"]])
         (cf, ct), (inf, it) = m["code"], m["instruction"]
-        hit = None
-        if ct and cf >= dcfg.threshold:
-            hit = ("code", cf, ct)
-        elif it and inf >= dcfg.instruction_threshold:
-            hit = ("instruction", inf, it)
-        if hit:
-            removed.append((rec, f"contaminated_{hit[0]}"))
-            matches.append({"id": rec["id"], "task_id": hit[2], "field": hit[0], "overlap": round(hit[1], 4),
-                            "instruction": rec["instruction"]})
-        else:
+        hits = [(rule, f, t, thr) for rule, f, t, thr in (("code_ngram", cf, ct, dcfg.threshold),
+                                                          ("instruction_ngram", inf, it, dcfg.instruction_threshold))
+                if t and f >= thr]
+        if not hits:
             kept.append(rec)
-    return kept, removed, matches
+            continue
+        removed.append((rec, "contaminated_code" if hits[0][0] == "code_ngram" else "contaminated_instruction"))
+        for rule, f, t, thr in hits:
+            pairs.append({"id": rec["id"], "source": rec.get("source", ""), "task_id": t, "set": tasks[t][0],
+                          "rule": rule, "overlap": round(f, 4), "threshold": thr, "instruction": rec["instruction"],
+                          "task_instruction": tasks[t][1]})
+    return kept, removed, pairs
+
+
+def decontamination_summary(pairs: list[dict[str, Any]], checked: int, sets: dict[str, Path], dcfg) -> dict:
+    """Instances matched per rule and per evaluation set (an instance meeting both rules counts under each,
+    and once in ``instances``): how much of the data is close to each benchmark is a finding of its own."""
+    by_rule = {r: {p["id"] for p in pairs if p["rule"] == r} for r in DECONTAMINATION_RULES}
+    by_set = {name: {r: len({p["id"] for p in pairs if p["set"] == name and p["rule"] == r})
+                     for r in DECONTAMINATION_RULES} | {"instances": len({p["id"] for p in pairs if p["set"] == name})}
+              for name in sets}
+    return {
+        "checked": checked,
+        "instances": len({p["id"] for p in pairs}),
+        "rules": {"code_ngram": {"n": dcfg.ngram, "threshold": dcfg.threshold, "instances": len(by_rule["code_ngram"])},
+                  "instruction_ngram": {"n": dcfg.instruction_ngram, "threshold": dcfg.instruction_threshold,
+                                        "instances": len(by_rule["instruction_ngram"])}},
+        "both_rules": len(by_rule["code_ngram"] & by_rule["instruction_ngram"]),
+        "by_set": by_set,
+        "pairs": len(pairs),
+    }
+
+
+def decontamination_tables(report: dict[str, Any], pairs: list[dict[str, Any]]):
+    """(per rule and set, matched pairs) as DataFrames: the counts with their share of the instances that
+    reached the step, and every pair with both instructions (what notebook 03 shows and writes)."""
+    import pandas as pd
+
+    dec = report.get("decontamination") or {}
+    checked = max(1, dec.get("checked", 0))
+    rows = []
+    for name, counts in (dec.get("by_set") or {}).items():
+        for rule in (*DECONTAMINATION_RULES, "instances"):
+            cfg = dec["rules"].get(rule, {})
+            rows.append({"set": name, "rule": "either rule" if rule == "instances" else rule,
+                         "n": cfg.get("n"), "threshold": cfg.get("threshold"), "matched": counts[rule],
+                         "percent of checked": round(100 * counts[rule] / checked, 2)})
+    rules = pd.DataFrame(rows, columns=["set", "rule", "n", "threshold", "matched", "percent of checked"])
+    cols = ["id", "task_id", "set", "rule", "overlap", "threshold", "instruction", "task_instruction"]
+    return rules, pd.DataFrame(pairs, columns=cols)
 
 
 # --------------------------------------------------------------------------- 5. splits and export
@@ -269,12 +313,17 @@ def load_instructcoder_jsonl(path: str | Path, source: str = "instructcoder") ->
             if missing:
                 raise ValueError(f"{f}: row {i}: missing or non-string {', '.join(missing)} "
                                  "(InstructCoder format: instruction, input, output)")
-            extra = {k: v for k, v in row.items() if k not in ("id", "instruction", "input", "output")}
-            extra.setdefault("kind", "instructcoder")
-            out.append(make_record(str(row.get("id", f"{f.stem}-{i}")), row["instruction"], row["input"],
-                                   row["output"], scenario=str(extra.pop("scenario", "") or ""), source=source,
-                                   **extra))
+            out.append(instructcoder_record(row, str(row.get("id", f"{f.stem}-{i}")), source, "instructcoder"))
     return out
+
+
+def instructcoder_record(row: dict[str, Any], id: str, source: str, kind: str, /, **origin: Any) -> dict[str, Any]:
+    """One InstructCoder-format row as a record: its own keys beyond the three fields go to ``meta`` (a row's
+    ``kind`` wins over the default ``kind``), then ``origin`` (where the row came from) on top."""
+    extra = {k: v for k, v in row.items() if k not in ("id", "instruction", "input", "output")}
+    scenario = str(extra.pop("scenario", "") or "")
+    return make_record(id, row["instruction"], row["input"], row["output"], scenario=scenario, source=source,
+                       **{"kind": kind, **{k: v for k, v in extra.items() if v is not None}, **origin})
 
 
 # --------------------------------------------------------------------------- the whole stage
@@ -322,6 +371,7 @@ def run_filtering(records: list[dict[str, Any]], cfg, stage_out: Path, tokenizer
         kept, rem, matches = decontaminate(kept, sets, fc.decontamination)
         _step(report, "decontamination", n, kept, rem)
         report["decontamination_sets"] = {k: p.name for k, p in sets.items()}
+        report["decontamination"] = decontamination_summary(matches, n, sets, fc.decontamination)
         note("decontamination", rem)
     write_jsonl(stage_out / "decontamination.jsonl", matches)
     write_jsonl(stage_out / "removed.jsonl", ({"id": r["id"], "step": s, "reason": why,

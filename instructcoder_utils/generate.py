@@ -7,8 +7,8 @@ every pool member is at most 0.7. *Scenario-conditional generation*: for each in
 lists realistic application scenarios, one is picked at random, and the LLM writes an input
 program for that scenario and its edited output. This module implements both over the project's
 LLM client (cached, so an interrupted run resumes for free) and assembles the stage's outputs; the
-offline default, the procedural synthesizer, lives in ``synth.py``. ``generation.method`` picks
-``synth``, ``llm`` or ``both``.
+offline default, the procedural synthesizer, lives in ``synth.py``; the authors' released instances
+are read by ``released.py``. ``generation.method`` picks ``synth``, ``llm``, ``both`` or ``published``.
 
 Every reply is parsed defensively: a malformed or partial reply is counted, never fatal.
 """
@@ -617,6 +617,11 @@ def run_generation(
         result.self_instruct, result.scenarios = si, sc
         counts["self_instruct"], counts["scenarios"] = si.counts, sc.counts
         records += sc.records
+    if gen.method == "published":
+        from .released import instance_records
+
+        published_records, counts["published"] = instance_records(cfg)
+        records += published_records
     if gen.method in ("synth", "both"):
         from .synth import synthesize
 

@@ -13,6 +13,9 @@ Three steps, each counted so a reader sees where commits go:
 3. **Filter and clarify** in the spirit of CommitPackFT (:func:`filter_reason`), then turn each kept
    commit message into an imperative instruction: with an LLM when one is configured, else with a
    deterministic normalizer (:func:`normalize_instruction`).
+
+``seeds.source: published`` adds the authors' own seed tasks (``github_seed.json`` of the release, read by
+:mod:`instructcoder_utils.released`) beside whatever ``seeds.repos`` mines (``repos: []`` for theirs only).
 """
 
 from __future__ import annotations
@@ -685,7 +688,7 @@ def select_rows(cfg, stage_out: Path, progress: bool = True) -> tuple[list[dict[
     s = cfg.seeds
     db = stage_out / "commits.duckdb"
     info: dict[str, Any] = {"source": s.source}
-    if s.source == "git":
+    if s.source in ("git", "published"):  # published: the authors' seeds come beside what seeds.repos mines
         mined = mine_repos([cfg.resolve_path(r) for r in s.repos], db, s.max_commits, s.max_file_bytes,
                            s.bigquery.licenses, s.allow_unknown_license, progress)
         licenses = list(s.bigquery.licenses) + (["unknown"] if s.allow_unknown_license else [])
@@ -721,6 +724,11 @@ def build_seeds(cfg, stage_out: str | Path, progress: bool = True) -> dict[str, 
     for row, text in zip(kept_rows, llm_text, strict=True):
         source = "seed:llm" if text else "seed:rules"
         records.append(seed_record(row, text or normalize_instruction(row["subject"]), source))
+    if cfg.seeds.source == "published":
+        from .released import seed_records
+
+        published, stats["published"] = seed_records(cfg)
+        records = published + records
     write_jsonl(stage_out / "seeds.jsonl", records)
     stats.update(
         filters=dict(filt), kept=len(records), clarify_mode=mode,
@@ -737,6 +745,8 @@ def summary_line(stats: dict[str, Any]) -> str:
     where = ", ".join(r["name"] for r in stats.get("repos", [])) or stats["source"]
     line = (f"[01_seeds] {stats['commits_seen']} commits seen ({where}), {stats['query_rows']} selected by the SQL, "
             f"{stats['kept']} seeds kept {stats.get('clarified', {})}")
+    if "published" in stats:
+        line += f"; {stats['published']['rows']} of them the authors' ({stats['published']['file']})"
     if stats["kept"] < 8:
         line += ("\n[01_seeds] note: few seeds - the mined history has few single-file Python edits that pass the "
                  "filters; add repositories under seeds.repos for more. Later stages do not depend on seeds.")
@@ -751,6 +761,8 @@ def stats_table(stats: dict[str, Any]):
     rows += [("mining", k, v) for k, v in sorted(stats.get("mining", {}).items(), key=lambda kv: -kv[1])]
     rows.append(("query", "rows returned by the SQL", stats["query_rows"]))
     rows += [("filters", k, v) for k, v in sorted(stats.get("filters", {}).items(), key=lambda kv: -kv[1])]
+    if "published" in stats:
+        rows.append(("published", f"the authors' seeds ({stats['published']['file']})", stats["published"]["rows"]))
     rows.append(("kept", "seeds", stats["kept"]))
     return pd.DataFrame(rows, columns=["step", "reason", "commits"])
 
@@ -767,9 +779,43 @@ def plot_stats(stats: dict[str, Any], path: str | Path, dpi: int = 120) -> Path:
     ax.barh([k for k, _ in items], [v for _, v in items],
             color=["tab:gray"] * (len(items) - 1) + ["tab:green"])
     ax.set_xlabel("commits")
-    ax.set_title(f"Seeds: {stats['kept']} kept of {stats['commits_seen']} commits seen")
+    title = f"Seeds: {stats['kept']} kept of {stats['commits_seen']} commits seen"
+    if "published" in stats:
+        title = f"Seeds: {stats['kept']} ({stats['published']['rows']} published + mined of {stats['commits_seen']} commits)"
+    ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def seed_heading(rec: dict[str, Any]) -> str:
+    """A seed's instruction and where it came from, as Markdown: a mined commit (repository, commit, path,
+    licence, original message) or a row of the authors' release (file and row)."""
+    m = rec["meta"]
+    if rec["source"] == "seed:published":
+        return (f"**{rec['instruction']}**  \n`{rec['source']}` · {m['dataset']} {m['file']} row {m['row']} · "
+                f"+{m['lines_added']} -{m['lines_removed']}")
+    return (f"**{rec['instruction']}**  \n`{rec['source']}` · {m['repo']} `{m['commit'][:10]}` `{m['path']}` · "
+            f"+{m['lines_added']} -{m['lines_removed']} · licence {m['license']}  \n"
+            f"original message: *{m['message'].splitlines()[0]}*")
+
+
+def compare_sources(records: list[dict[str, Any]]):
+    """Seeds per source side by side (the authors' published ones beside the mined ones): how many, and how
+    long and how large their edits are - the mined history is a different population from the paper's."""
+    import pandas as pd
+
+    from .stats import changed_lines, edit_ratio
+
+    rows = [{"source": r["source"], "instruction words": len(r["instruction"].split()),
+             "input lines": len(r["input"].splitlines()), "changed lines": changed_lines(r["input"], r["output"]),
+             "edit ratio": edit_ratio(r["input"], r["output"])} for r in records]
+    cols = ["source", "seeds", "instruction words", "input lines", "changed lines", "edit ratio"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    table = df.groupby("source").mean().round(2)
+    table.insert(0, "seeds", df.groupby("source").size())
+    return table.reset_index()[cols]

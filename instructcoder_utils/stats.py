@@ -15,6 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# The paper's Table 1 (its 114,239 instances; tokens counted with LLaMA's tokenizer) and its edit statistics:
+# the one place these figures live (stage 03 sets them beside this run's, stage 06 reads them via report).
+PAPER_INSTANCES = 114_239
+PAPER_TABLE1 = {"instruction": 21.85, "input": 172.03, "output": 248.43, "changed lines": 11.9, "edit ratio": 0.52}
+
 VERBS = set("""
 accept add adjust align allow alter append apply assert assign avoid build bump cache calculate call catch
 change check clean clear close collapse combine compare compute configure consolidate convert copy correct
@@ -174,6 +179,24 @@ def length_table(df):
                  "q75": round(float(df["edit_ratio"].quantile(0.75)), 3) if len(df) else 0.0,
                  "max": round(float(df["edit_ratio"].max()), 3) if len(df) else 0.0})
     return pd.DataFrame(rows)
+
+
+def paper_table1(lengths, instances: int, read: int | None = None):
+    """This run's Table 1 means beside the paper's: one row per measure, with the instance counts on top.
+
+    ``lengths`` is ``length_table``'s output (means over the split it was computed on), ``instances`` what
+    survived the funnel, ``read`` what entered it. The paper counts tokens with LLaMA's tokenizer, this run
+    with its base model's, so the token rows compare sizes, not exact figures."""
+    import pandas as pd
+
+    rows = [{"measure": "instances after filtering", "this run": instances, "paper": PAPER_INSTANCES}]
+    if read is not None:
+        rows.insert(0, {"measure": "instances read", "this run": read, "paper": None})
+    means = dict(zip(lengths["field"], lengths["mean"], strict=True))
+    for field, paper in PAPER_TABLE1.items():
+        unit = "" if field in ("changed lines", "edit ratio") else " tokens"
+        rows.append({"measure": f"mean {field}{unit}", "this run": means.get(field), "paper": paper})
+    return pd.DataFrame(rows, columns=["measure", "this run", "paper"])
 
 
 def count_table(df, column: str, top: int | None = None):

@@ -10,7 +10,8 @@ import pytest
 from instructcoder_utils.config import ProfileError, available_profiles, load_profile, parse_set
 
 
-@pytest.mark.parametrize("name", ["smoke", "tiny", "small", "gpu", "gpu_large", "cpu_large", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "tiny", "small", "gpu", "gpu_large", "cpu_large", "paper", "paper_published",
+                                  "cpu_published"])
 def test_shipped_profiles_validate(name):
     cfg = load_profile(name)
     assert cfg.name == name
@@ -84,3 +85,15 @@ def test_interpolations_lie_strictly_between_base_and_tuned():
     for bad in (0, 1, 1.5):
         with pytest.raises(ProfileError, match="interpolations"):
             load_profile("smoke", {"evaluation": {"interpolations": [bad]}})
+
+
+def test_published_profiles_pin_the_release_and_keep_their_models_settings():
+    """paper_published trains as paper does, on the release; cpu_published samples it and scores as cpu_large."""
+    paper, pub, cpu, large = (load_profile(n) for n in ("paper", "paper_published", "cpu_published", "cpu_large"))
+    assert pub.training == paper.training
+    assert pub.generation.method == cpu.generation.method == "published"
+    assert pub.generation.published.revision == cpu.generation.published.revision is not None
+    assert pub.generation.published.limit is None and cpu.generation.published.limit == 2000
+    assert cpu.training.base_model == large.training.base_model
+    assert (cpu.evaluation.sets, cpu.evaluation.set_limits, cpu.evaluation.base_prompts) == (
+        large.evaluation.sets, large.evaluation.set_limits, large.evaluation.base_prompts)

@@ -119,8 +119,8 @@ def test_decontamination_names_the_task(editeval_path, cfg, tmp_path):
                                                      cfg.filtering.decontamination)
     assert [r["id"] for r in kept] == ["r2"]
     by_id = {m["id"]: m for m in matches}
-    assert by_id["leak"]["task_id"] == t["task_id"] and by_id["leak"]["field"] == "code"
-    assert by_id["leak2"]["task_id"] == t["task_id"] and by_id["leak2"]["field"] == "instruction"
+    assert by_id["leak"]["task_id"] == t["task_id"] and by_id["leak"]["rule"] == "code_ngram"
+    assert by_id["leak2"]["task_id"] == t["task_id"] and by_id["leak2"]["rule"] == "instruction_ngram"
     assert by_id["r3"]["task_id"] == "own/0"
     dec = Decontaminator(10, 6)
     assert dec.match("anything", ["x = 1"]) == {"code": (0.0, None), "instruction": (0.0, None)}
