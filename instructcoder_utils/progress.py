@@ -10,6 +10,7 @@ one line at most every ``LINE_SECONDS`` and one at its end.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -31,8 +32,9 @@ class _Lines:
         text = text.strip("\r\n").rstrip()
         # up to the elapsed time: "desc: pct|bar| n/total [elapsed" before "<remaining, rate, postfix]", or
         # "desc: n [elapsed" before ", rate, postfix]" for a bar without a total
+        # without the bar's graphics: their width follows the length of the rate printed after them
         head, _, tail = text.rpartition("[")
-        key = head + tail.split("<")[0].split(",")[0]
+        key = re.sub(r"\|[^|]*\|", "|", head) + tail.split("<")[0].split(",")[0]
         if text and key != self.last:
             self.stream.write(text + "\n")
             self.last = key

@@ -195,5 +195,6 @@ def test_run_filtering_end_to_end(cfg, tokenizer, tmp_path, editeval_path):
     out = stats.describe(filtering.dataset_records(ds["train"]), tmp_path / "tables", tmp_path / "figures",
                          tokenizer=tokenizer, dpi=60)
     assert (tmp_path / "tables" / "lengths.md").is_file() and (tmp_path / "tables" / "verb_objects.csv").is_file()
-    assert all(p.is_file() for p in out["figures"]) and len(out["figures"]) >= 6
+    assert all(p.is_file() for p in out["figures"]) and len(out["figures"]) >= 5
+    assert "sources" not in {p.stem for p in out["figures"]}  # the synthesizer is the one origin here
     assert out["tables"]["lengths"].set_index("field").loc["edit ratio", "mean"] > 0

@@ -170,3 +170,15 @@ def test_failing_notebook_names_stage_cell_and_error(fake_notebooks, tmp_path):
 def test_unknown_stage_is_a_clear_error(fake_notebooks, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         pipeline.run("smoke", out_dir=str(tmp_path / "o"), only=["07_magic"])
+
+
+def test_progress_lines_key_ignores_the_bar_width():
+    """A closing redraw whose rate has one digit fewer draws a wider bar: still the same state, one line."""
+    import io
+
+    sink = io.StringIO()
+    lines = progress._Lines(sink)
+    lines.write("\rsteps: 100%|######| 5/5 [00:00<00:00, 11024.45it/s]")
+    lines.write("\rsteps: 100%|#######| 5/5 [00:00<00:00, 9637.65it/s]")
+    lines.write("\rsteps: 100%|#######| 5/5 [00:01<00:00, 9637.65it/s]")
+    assert len(sink.getvalue().splitlines()) == 2
