@@ -65,9 +65,11 @@ def sha256_of(path: Path) -> str:
 
 
 def _ways(spec: PublishedFile, cached: Path) -> str:
+    mirror = (f"${spec.url_env} names a mirror; now {spec.address()}" if spec.address() != spec.url
+              else f"or name a mirror in ${spec.url_env}")
     return (f"Provide {spec.name} in one of three ways: (1) set {spec.config_key} to a copy of {spec.filename} "
             f"(--set {spec.config_key}=PATH); (2) put a copy at {cached}; (3) allow the download from "
-            f"{spec.address()} (or name a mirror in ${spec.url_env}). Every copy must have SHA-256 {spec.sha256}.")
+            f"{spec.url} ({mirror}). Every copy must have SHA-256 {spec.sha256}.")
 
 
 def obtain(spec: PublishedFile, explicit: str | Path | None = None, cache: Path | None = None,

@@ -198,7 +198,8 @@ def _user_task_count(uid: int) -> int:
 
 def _interpreter_paths(python: str) -> tuple[list[str], list[str]]:
     """(directories the interpreter needs, its site-packages) for ``python``."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable) or python == sys.executable:
+    # not by realpath: every venv's python links to the same base interpreter, yet its prefix is its own
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
         info = {
             "dirs": [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],
             "site": site.getsitepackages(),
@@ -305,13 +306,9 @@ class Sandbox:
     def _bwrap_cmd(self, prog_host: str, workdir: str, argv: list[str]) -> list[str]:
         cmd = [self.bwrap, "--ro-bind", "/", "/"]
         for home in self._hidden_homes():
-            cmd += ["--perms", "0755", "--tmpfs", home]
-            for keep in _minimal([d for d in self._dirs if d.startswith(home.rstrip("/") + "/")]):
-                parts = Path(keep).relative_to(home).parts
-                for i in range(1, len(parts)):
-                    cmd += ["--perms", "0755", "--dir", str(Path(home, *parts[:i]))]
-                cmd += ["--ro-bind", keep, keep]
-        cmd += ["--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp",
+            cmd += ["--perms", "0755", "--tmpfs", home, *self._bind_back(home)]
+        # an interpreter under /tmp (a checkout cloned there) is bound back into the private /tmp, read-only
+        cmd += ["--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp", *self._bind_back("/tmp"),
                 "--perms", "0777", "--dir", workdir, "--ro-bind", prog_host, f"{workdir}/main.py",
                 "--proc", "/proc", "--dev", "/dev"]
         if self.is_root:  # no user namespace: the runner drops to an unprivileged uid itself
@@ -320,6 +317,17 @@ class Sandbox:
             cmd += ["--unshare-all"]
         cmd += ["--die-with-parent", "--new-session", "--chdir", workdir, "--"]
         return cmd + argv
+
+    def _bind_back(self, top: str) -> list[str]:
+        """bwrap arguments that bind the interpreter's own folders under ``top`` (a folder the sandbox
+        replaces by an empty tmpfs) back into it, read-only, with the folders leading to them."""
+        args: list[str] = []
+        for keep in _minimal([d for d in self._dirs if d.startswith(top.rstrip("/") + "/")]):
+            parts = Path(keep).relative_to(top).parts
+            for i in range(1, len(parts)):
+                args += ["--perms", "0755", "--dir", str(Path(top, *parts[:i]))]
+            args += ["--ro-bind", keep, keep]
+        return args
 
     def _hidden_homes(self) -> list[str]:
         """Home directories (credentials, caches) are replaced by empty ones; only the interpreter's

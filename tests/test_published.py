@@ -68,15 +68,21 @@ def test_unreachable_address_names_the_three_ways(tmp_path):
     msg = str(err.value)
     assert "could not be reached" in msg
     assert "(1) set evaluation.testset_path" in msg and str(s.cached(tmp_path)) in msg and s.url in msg
+    assert "or name a mirror in $INSTRUCTCODER_TEST_URL" in msg
     assert "\n" not in msg  # one message, one line
     assert files_under(tmp_path) == []
 
 
 def test_environment_names_a_mirror(tmp_path, monkeypatch):
+    pinned = f"http://127.0.0.1:{free_port()}/gone.jsonl"
     with FileServer(BODY) as mirror:
         monkeypatch.setenv("INSTRUCTCODER_TEST_URL", mirror.url)
-        path = obtain(spec(f"http://127.0.0.1:{free_port()}/gone.jsonl"), cache=tmp_path)
+        path = obtain(spec(pinned), cache=tmp_path / "ok")
         assert mirror.hits == 1 and path.read_bytes() == BODY
+    monkeypatch.setenv("INSTRUCTCODER_TEST_URL", pinned.replace("gone", "also-gone"))
+    with pytest.raises(PublishedFileError) as err:  # the message names the pinned address and the mirror
+        obtain(spec(pinned), cache=tmp_path / "down", timeout=5)
+    assert f"download from {pinned} ($INSTRUCTCODER_TEST_URL names a mirror; now " in str(err.value)
 
 
 def test_a_changed_cache_entry_is_fetched_again(tmp_path):

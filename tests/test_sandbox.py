@@ -284,6 +284,27 @@ def test_output_floods_are_capped(box):
 
 
 # --------------------------------------------------------------------------- harness errors
+def test_an_interpreter_under_tmp_runs_inside_bubblewrap_and_the_rest_of_tmp_stays_hidden(tmp_path):
+    """A checkout cloned under /tmp has its venv there, and the sandbox's /tmp is a private tmpfs: the
+    interpreter's folders are bound back into it, read-only, and nothing else of the host's /tmp is."""
+    if not HAS_BWRAP:
+        pytest.skip("bubblewrap (bwrap) not installed: run `make sysdeps`")
+    assert str(tmp_path).startswith("/tmp/")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
+    (tmp_path / "secret.txt").write_text("host only\n")
+    try:
+        sb = Sandbox(timeout=TIMEOUT, python=str(tmp_path / "venv" / "bin" / "python"), use_bwrap=True)
+    except RuntimeError as exc:
+        if "namespace" in str(exc):
+            pytest.skip(f"bubblewrap cannot create namespaces here: {exc}")
+        raise
+    program = (f"import os, sys\nassert sys.executable == {str(tmp_path / 'venv' / 'bin' / 'python')!r}\n"
+               f"assert not os.path.exists({str(tmp_path / 'secret.txt')!r})\n"
+               f"def check():\n    pass\ncheck()")
+    r = sb.run(program)
+    assert sb.mode == "bubblewrap" and r.passed, r.detail
+
+
 def test_sandbox_that_cannot_start_is_a_harness_error_not_a_failure(tmp_path):
     """A sandbox whose interpreter cannot start (as when bwrap cannot create a namespace) is retried,
     then reported as ``error``; it counts as not passed but is told apart from the candidate failing."""
