@@ -50,7 +50,7 @@ def accuracy_table(out: Path) -> pd.DataFrame:
 
 ANSWER_COLUMNS = ["set", "tasks", "base pass@1 %", "tuned pass@1 %", "gained", "lost", "McNemar p"]
 METHOD_WORDS = {"synth": "synthesized", "llm": "LLM-written", "both": "synthesized and LLM-written",
-                "published": "released"}
+                "published": "of the authors' released"}
 
 
 def _tasks(n: int) -> str:

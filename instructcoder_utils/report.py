@@ -44,6 +44,7 @@ PAPER_TABLE1 = stats.PAPER_TABLE1
 REQUIRED = {
     "03_filtering/filter_report.json": "stage 03 (filtering)",
     "03_filtering/dataset": "stage 03 (filtering)",
+    "03_filtering/tables/decontamination_rules.csv": "stage 03 (filtering)",
     "05_evaluation/scores.json": "stage 05 (evaluation)",
 }
 

@@ -199,6 +199,10 @@ def test_answer_says_what_the_run_shows_and_what_it_does_not(tmp_path):
     assert "EditEval (194 tasks) 3.6 → 6.2 %" in two and "own benchmark (54 tasks) 1.9 → 1.9 %" in two
     assert "none of these differences is beyond chance" in two
     assert "smollm2-135m-instruct, tuned on 320 synthesized examples" in three
+    from instructcoder_utils.files import write_json
+
+    write_json(out / "run.json", {"profile": {"generation": {"method": "published"}, "training": {"base_model": "m"}}})
+    assert "tuned on 320 of the authors' released examples" in A.answer_sentences(out)[2]
 
 
 def test_answer_names_a_significant_transfer_loss_and_a_run_without_test_split(tmp_path):
