@@ -84,11 +84,13 @@ def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
     sets = scores["sets"]
     first = "test_split" if "test_split" in sets else next(iter(sets))
 
-    def flips(name: str) -> tuple[int, int, float | None]:
-        c = comp.get(name, {})
-        return len(c.get("gained", [])), len(c.get("lost", [])), c.get("mcnemar_exact_p")
+    flips = {k: (len(comp.get(k, {}).get("gained", [])), len(comp.get(k, {}).get("lost", [])),
+                 comp.get(k, {}).get("mcnemar_exact_p")) for k in sets}
 
-    s, (g, lo, p) = sets[first], flips(first)
+    def short(k: str) -> str:
+        return SET_NAMES.get(k, k).split(" (")[0]
+
+    s, (g, lo, p) = sets[first], flips[first]
     verdict = (f"a {'gain' if g > lo else 'loss'} beyond chance" if p is not None and p < alpha
                else "a difference chance alone could make")
     where = "held-out tasks of its own training data" if first == "test_split" else SET_NAMES.get(first, first)
@@ -96,12 +98,11 @@ def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
            f"{s['base']:.1f} %: it gains {_tasks(g)} and loses {lo} ({_p(p)}), {verdict}.")
     others = [k for k in sets if k != first]
     if others:
-        parts = [f"{SET_NAMES.get(k, k).split(' (')[0]} ({sets[k]['n']} tasks) {sets[k]['base']:.1f} → "
-                 f"{sets[k]['tuned']:.1f} %" for k in others]
-        beyond = [k for k in others if (flips(k)[2] or 1.0) < alpha]
+        parts = [f"{short(k)} ({sets[k]['n']} tasks) {sets[k]['base']:.1f} → {sets[k]['tuned']:.1f} %"
+                 for k in others]
+        beyond = [k for k in others if (flips[k][2] or 1.0) < alpha]
         tail = ("none of these differences is beyond chance" if not beyond else "beyond chance on " + ", ".join(
-            f"{SET_NAMES.get(k, k).split(' (')[0]} ({'gain' if flips(k)[0] > flips(k)[1] else 'loss'}, "
-            f"{_p(flips(k)[2])})" for k in beyond))
+            f"{short(k)} ({'gain' if flips[k][0] > flips[k][1] else 'loss'}, {_p(flips[k][2])})" for k in beyond))
         two = f"On the sets it was not trained for, base → tuned: {'; '.join(parts)}; {tail} (at {_pval(alpha)})."
     else:
         two = "No other evaluation set was scored, so this run says nothing about transfer."
@@ -110,7 +111,7 @@ def answer_sentences(out: Path, alpha: float = 0.05) -> list[str]:
     n_train = main.get("train_examples")
     data = f"{n_train} {METHOD_WORDS.get(gen.get('method'), gen.get('method', ''))} examples".strip()
     three = (f"It does not test the paper's claim as made: the base model here is {model}, tuned on {data} "
-             f"(the paper tuned LLaMA 7B-33B on 114k ChatGPT-written ones), and edits are scored by running "
+             f"(the paper tuned LLaMA 7B-33B on {stats.PAPER_INSTANCES:,} ChatGPT-written ones), and edits are scored by running "
              f"tests, not judged by GPT-4.")
     return [one, two, three]
 

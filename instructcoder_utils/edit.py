@@ -278,7 +278,6 @@ def program_with_test(code: str, test: str) -> str:
     return code.rstrip("\n") + "\n\n" + test
 
 
-
 def read_test(path: str | Path) -> str:
     """A ``--test`` file: UTF-8 text that parses as Python."""
     text = read_text(path)
@@ -292,7 +291,6 @@ def read_test(path: str | Path) -> str:
 def run_test_file(code: str, test: str, timeout: float) -> RunResult:
     """The test run against ``code`` in the sandbox (model-written code never runs outside it)."""
     return Sandbox(timeout=timeout).run(program_with_test(code, test))
-
 
 
 # --------------------------------------------------------------------------- the command

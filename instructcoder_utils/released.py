@@ -105,13 +105,18 @@ def check_layout(ds, where: str) -> None:
             raise PublishedDataError(f"{where}: row {bad} (0-based): missing {name}; expected {LAYOUT}")
 
 
+def _stem(name: str) -> str:
+    """A file's name as a word (``train.json`` -> ``train``): its split name and the middle of its rows' ids."""
+    return re.sub(r"\W+", "_", Path(name).stem)
+
+
 def load_file(loc: Location, name: str, cache_dir: str | Path | None = None):
     """One file of the release as a checked ``datasets.Dataset``: from the hub id at the pinned commit
     (downloaded once into the ``datasets`` cache, so a re-run reads it from there), or from the local copy."""
     from datasets import load_dataset
     from datasets.exceptions import DatasetGenerationError
 
-    split = re.sub(r"\W+", "_", Path(name).stem) or "rows"
+    split = _stem(name) or "rows"
     cache = str(cache_dir) if cache_dir else None
     where = loc.label(name)
     if loc.local is None:
@@ -150,8 +155,7 @@ def row_record(row: dict[str, Any], name: str, index: int, loc: Location, source
     from .filtering import instructcoder_record
 
     origin = {"file": name, "row": index, "dataset": loc.dataset, "revision": loc.revision}
-    stem = re.sub(r"\W+", "_", Path(name).stem)
-    return instructcoder_record(row, f"{id_prefix}-{stem}-{index}", source, kind, **origin)
+    return instructcoder_record(row, f"{id_prefix}-{_stem(name)}-{index}", source, kind, **origin)
 
 
 def instance_files(loc: Location, files: list[str]) -> list[str]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from . import stats
 from .files import read_optional_json
 
 # The paper's Table 3: GPT-4-judged accuracy (%) on 134 held-out real commits. Reported beside ours
@@ -36,10 +35,6 @@ PAPER_TABLE3 = pd.DataFrame(
     ],
     columns=["model", "setting", "paper: base %", "paper: tuned %"],
 )
-
-# The paper's Table 1 (token statistics of the 114k instances, changed lines, edit ratio) for the
-# dataset-statistics comparison; defined once, in stats, beside the code that measures ours.
-PAPER_TABLE1 = stats.PAPER_TABLE1
 
 REQUIRED = {
     "03_filtering/filter_report.json": "stage 03 (filtering)",
@@ -123,37 +118,33 @@ def render_html(report: Report) -> str:
         f"<title>{html.escape(report.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(report.title)}</h1>",
     ]
-    facts = ""
-    if report.facts:
+    parts: list[str] = []
+    for i, (name, items) in enumerate(report.sections):
+        part = [f"<section class='{'answer' if i == 0 else 'part'}'><h2>{html.escape(name)}</h2>"]
+        for it in items:
+            if it.title:
+                part.append(f"<h3>{html.escape(it.title)}</h3>")
+            if it.text:
+                part.append(f"<p class='lead'>{html.escape(' '.join(it.text))}</p>")
+            if it.note:
+                part.append(f"<p class='note'>{html.escape(it.note)}</p>")
+            if it.figure is not None and it.figure.is_file():
+                part.append(f"<figure>{_img_tag(it.figure, it.title or it.caption)}<figcaption>"
+                            f"{html.escape(it.caption)}</figcaption></figure>")
+            elif it.table is not None:
+                part.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
+                part.append("<div class='wrap'>" + it.table.to_html(index=False, na_rep="-", float_format="%.2f",
+                                                                    border=0) + "</div>")
+            elif not it.note and it.caption:
+                part.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
+        part.append("</section>")
+        parts.append("\n".join(part))
+    if report.facts:  # the run's facts right after the answer (the first section)
         rows = "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in report.facts.items()
         )
-        facts = f"<h2>About this run</h2><table class='facts'>{rows}</table>"
-    if not report.sections:
-        out.append(facts)
-    for i, (name, items) in enumerate(report.sections):
-        if i == 1:
-            out.append(facts)
-        out.append(f"<section class='{'answer' if i == 0 else 'part'}'><h2>{html.escape(name)}</h2>")
-        for it in items:
-            if it.title:
-                out.append(f"<h3>{html.escape(it.title)}</h3>")
-            if it.text:
-                out.append(f"<p class='lead'>{html.escape(' '.join(it.text))}</p>")
-            if it.note:
-                out.append(f"<p class='note'>{html.escape(it.note)}</p>")
-            if it.figure is not None and it.figure.is_file():
-                out.append(f"<figure>{_img_tag(it.figure, it.title or it.caption)}<figcaption>{html.escape(it.caption)}"
-                           "</figcaption></figure>")
-            elif it.table is not None:
-                out.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
-                out.append("<div class='wrap'>" + it.table.to_html(index=False, na_rep="-", float_format="%.2f",
-                                                                   border=0) + "</div>")
-            elif not it.note and it.caption:
-                out.append(f"<p class='caption'>{html.escape(it.caption)}</p>")
-        out.append("</section>")
-    if len(report.sections) == 1:
-        out.append(facts)
+        parts.insert(min(1, len(parts)), f"<h2>About this run</h2><table class='facts'>{rows}</table>")
+    out += parts
     out.append("</body></html>")
     return "\n".join(out)
 
